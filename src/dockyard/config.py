@@ -1,0 +1,171 @@
+"""Pydantic models of what users configure, and YAML loading whose errors name file:line.
+
+Validation lives here so that every front (CLI flags, YAML, the Python API) rejects bad input
+the same way and before anything is created.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Annotated, Any, TypeVar
+from urllib.parse import urlsplit
+
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, field_validator
+from ruamel.yaml import YAML
+from ruamel.yaml.comments import CommentedMap, CommentedSeq
+from ruamel.yaml.error import YAMLError
+
+from dockyard.errors import DockyardError
+
+OFFICIAL_ENGINE_IMAGE = "docker:dind"
+"""Where users can pull, this is the default engine image; dockyard's own image otherwise."""
+
+_NAME = re.compile(r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$")
+_SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([kmgt]?)(i?b?)\s*$", re.IGNORECASE)
+_UNITS = {"": 1, "k": 1024, "m": 1024**2, "g": 1024**3, "t": 1024**4}
+_HOSTPORT = re.compile(r"^[A-Za-z0-9]([A-Za-z0-9.-]*[A-Za-z0-9])?(:\d{1,5})?$")
+
+
+def parse_size(value: object) -> int:
+    """Docker's size syntax (``512m``, ``2g``, ``1.5GiB``, plain bytes) to bytes."""
+    if isinstance(value, int) and not isinstance(value, bool):
+        size = value
+    else:
+        match = _SIZE.match(str(value))
+        if not match:
+            raise ValueError(f"invalid size {value!r}: use a number with an optional unit, e.g. 2g")
+        size = int(float(match.group(1)) * _UNITS[match.group(2).lower()])
+    if size <= 0:
+        raise ValueError(f"invalid size {value!r}: must be more than zero")
+    return size
+
+
+def check_name(value: str, what: str = "engine name") -> str:
+    """Names become DNS names and certificate SANs: one lowercase DNS label."""
+    if not _NAME.match(value):
+        raise ValueError(
+            f"invalid {what} {value!r}: use 1-63 lowercase letters, digits and dashes, "
+            "starting and ending with a letter or digit"
+        )
+    return value
+
+
+Size = Annotated[int, BeforeValidator(parse_size)]
+
+
+class EngineOptions(BaseModel):
+    """Everything ``engine create`` accepts. Every field has a safe default."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    name: str
+    network: str | None = Field(None, description="existing network to join; default: own one")
+    cache: str | None = Field(None, description="data-root volume; default dockyard-cache-NAME")
+    image: str | None = Field(None, description="engine image; default docker:dind or local")
+    mtu: int | None = Field(None, ge=576, le=65535, description="default: the network's MTU")
+    cpus: float | None = Field(None, gt=0, le=1024)
+    memory: Size | None = None
+    pids: int | None = Field(None, ge=16)
+    insecure_registries: tuple[str, ...] = ()
+    registry_mirrors: tuple[str, ...] = ()
+    aliases: tuple[str, ...] = ()
+    insecure: bool = Field(False, description="plaintext TCP on 2375 (no TLS): warned about")
+    keep_on_failure: bool = False
+    ready_timeout: float = Field(60.0, gt=0)
+    extra_labels: dict[str, str] = Field(default_factory=dict)
+
+    @field_validator("name")
+    @classmethod
+    def _name(cls, value: str) -> str:
+        return check_name(value)
+
+    @field_validator("aliases")
+    @classmethod
+    def _aliases(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        return tuple(check_name(alias, "alias") for alias in value)
+
+    @field_validator("insecure_registries")
+    @classmethod
+    def _registries(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        for item in value:
+            if not _HOSTPORT.match(item):
+                raise ValueError(f"invalid insecure registry {item!r}: use HOST or HOST:PORT")
+        return value
+
+    @field_validator("registry_mirrors")
+    @classmethod
+    def _mirrors(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        for item in value:
+            parts = urlsplit(item)
+            if parts.scheme not in ("http", "https") or not parts.hostname:
+                raise ValueError(f"invalid registry mirror {item!r}: use http(s)://HOST[:PORT]")
+        return value
+
+
+M = TypeVar("M", bound=BaseModel)
+
+
+def validate(model: type[M], data: dict[str, Any], source: str = "options") -> M:
+    """Build ``model`` from ``data`` or raise one DockyardError naming each bad field."""
+    try:
+        return model.model_validate(data)
+    except ValidationError as exc:
+        raise DockyardError(f"{source}: {_explain(exc)}") from exc
+
+
+def load_yaml(path: Path, model: type[M]) -> M:
+    """Load a YAML file into ``model``; errors name ``file:line`` and the field."""
+    try:
+        text = path.read_text()
+    except OSError as exc:
+        raise DockyardError(f"cannot read config {path}: {exc.strerror}") from exc
+    try:
+        document = YAML(typ="rt").load(text)
+    except YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f"{path}:{mark.line + 1}" if mark is not None else str(path)
+        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+        raise DockyardError(f"{where}: invalid YAML: {problem}") from exc
+    if document is None:
+        document = {}
+    if not isinstance(document, dict):
+        raise DockyardError(f"{path}:1: the config must be a mapping of fields")
+    try:
+        return model.model_validate(_plain(document))
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        line = _line_of(document, first["loc"])
+        raise DockyardError(f"{path}:{line}: {_explain(exc)}") from exc
+
+
+def _explain(exc: ValidationError) -> str:
+    parts = []
+    for error in exc.errors():
+        field = ".".join(str(p) for p in error["loc"]) or "(top)"
+        message = str(error["msg"]).removeprefix("Value error, ")
+        parts.append(f"{field}: {message}")
+    return "; ".join(parts)
+
+
+def _plain(node: Any) -> Any:
+    if isinstance(node, dict):
+        return {str(k): _plain(v) for k, v in node.items()}
+    if isinstance(node, list):
+        return [_plain(v) for v in node]
+    return node
+
+
+def _line_of(document: Any, loc: tuple[int | str, ...]) -> int:
+    """The 1-based line of the deepest part of ``loc`` the YAML document still has."""
+    line, node = 1, document
+    for key in loc:
+        if isinstance(node, CommentedMap) and key in node:
+            line = node.lc.key(key)[0] + 1
+            node = node[key]
+        elif isinstance(node, CommentedSeq) and isinstance(key, int) and key < len(node):
+            line = node.lc.item(key)[0] + 1
+            node = node[key]
+        else:
+            break
+    return line
