@@ -6,6 +6,7 @@ the same way and before anything is created.
 
 from __future__ import annotations
 
+import os
 import re
 from pathlib import Path
 from typing import Annotated, Any, TypeVar
@@ -54,12 +55,11 @@ def check_name(value: str, what: str = "engine name") -> str:
 Size = Annotated[int, BeforeValidator(parse_size)]
 
 
-class EngineOptions(BaseModel):
-    """Everything ``engine create`` accepts. Every field has a safe default."""
+class EngineSettings(BaseModel):
+    """An engine's settings apart from its name: what a YAML file may hold."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    name: str
     network: str | None = Field(None, description="existing network to join; default: own one")
     cache: str | None = Field(None, description="data-root volume; default dockyard-cache-NAME")
     image: str | None = Field(None, description="engine image; default docker:dind or local")
@@ -74,11 +74,6 @@ class EngineOptions(BaseModel):
     keep_on_failure: bool = False
     ready_timeout: float = Field(60.0, gt=0)
     extra_labels: dict[str, str] = Field(default_factory=dict)
-
-    @field_validator("name")
-    @classmethod
-    def _name(cls, value: str) -> str:
-        return check_name(value)
 
     @field_validator("aliases")
     @classmethod
@@ -103,7 +98,30 @@ class EngineOptions(BaseModel):
         return value
 
 
+class EngineOptions(EngineSettings):
+    """Everything ``engine create`` accepts. Every field but the name has a safe default."""
+
+    name: str
+
+    @field_validator("name")
+    @classmethod
+    def _name(cls, value: str) -> str:
+        return check_name(value)
+
+
 M = TypeVar("M", bound=BaseModel)
+
+
+def engine_options(flags: dict[str, Any], file: Path | None = None) -> EngineOptions:
+    """Options from an optional YAML file, then ``DOCKYARD_ENGINE_IMAGE``, then flags."""
+    merged: dict[str, Any] = {}
+    source = "options"
+    if file is not None:
+        merged = load_yaml(file, EngineSettings).model_dump(exclude_unset=True)
+        source = str(file)
+    if "image" not in merged and os.environ.get("DOCKYARD_ENGINE_IMAGE"):
+        merged["image"] = os.environ["DOCKYARD_ENGINE_IMAGE"]
+    return validate(EngineOptions, merged | flags, source)
 
 
 def validate(model: type[M], data: dict[str, Any], source: str = "options") -> M:

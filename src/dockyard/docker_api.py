@@ -9,23 +9,22 @@ from __future__ import annotations
 
 import functools
 import os
-from typing import Any
 
 import docker
 import docker.errors
+from docker import DockerClient
+from docker.errors import APIError, NotFound
 
 from dockyard.errors import DockyardError
 
-DockerClient = docker.DockerClient
-NotFound = docker.errors.NotFound
-APIError = docker.errors.APIError
+__all__ = ["APIError", "DockerClient", "NotFound", "connect", "shared"]
 
 
 def connect(timeout: int = 120) -> DockerClient:
     """A client of the host engine, or a one-line error saying none answers and what to do."""
     where = os.environ.get("DOCKER_HOST", "unix:///var/run/docker.sock")
     try:
-        client = docker.from_env(timeout=timeout)
+        client: DockerClient = docker.from_env(timeout=timeout)
         client.ping()
     except docker.errors.DockerException as exc:
         raise DockyardError(
@@ -39,11 +38,6 @@ def connect(timeout: int = 120) -> DockerClient:
 def shared() -> DockerClient:
     """One client per process: connection set-up is paid once."""
     return connect()
-
-
-def engine_id(client: DockerClient) -> str:
-    info: dict[str, Any] = client.info()
-    return str(info.get("ID") or info.get("Name") or "unknown")
 
 
 def _short(exc: BaseException) -> str:

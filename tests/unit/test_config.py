@@ -80,3 +80,20 @@ def test_yaml_loads(tmp_path):
 def test_missing_file(tmp_path):
     with pytest.raises(DockyardError, match="cannot read config"):
         config.load_yaml(tmp_path / "nope.yaml", EngineOptions)
+
+
+def test_engine_options_layer_file_then_environment_then_flags(tmp_path, monkeypatch):
+    path = tmp_path / "engine.yaml"
+    path.write_text("memory: 1g\nmtu: 1400\n")
+    monkeypatch.setenv("DOCKYARD_ENGINE_IMAGE", "registry.local/dind:27")
+    options = config.engine_options({"name": "ci", "mtu": 1300}, path)
+    assert options.memory == 1024**3
+    assert options.mtu == 1300  # the flag wins over the file
+    assert options.image == "registry.local/dind:27"
+
+
+def test_engine_options_file_may_not_set_unknown_keys(tmp_path):
+    path = tmp_path / "engine.yaml"
+    path.write_text("memory: 1g\nmemroy: 2g\n")
+    with pytest.raises(DockyardError, match=r"engine\.yaml:2: memroy"):
+        config.engine_options({"name": "ci"}, path)

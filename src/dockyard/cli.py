@@ -1,0 +1,288 @@
+"""The ``dockyard`` command: parses, calls the API, renders (rich, or ``--json``). No logic."""
+
+from __future__ import annotations
+
+import json
+import shlex
+import sys
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from functools import partial
+from pathlib import Path
+from typing import Annotated, Any, TypeVar
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from dockyard import config
+from dockyard.errors import DockyardError
+
+app = typer.Typer(
+    help="Docker for containerized CI, done safely: TLS Docker-in-Docker engines that are "
+    "ready, cached and MTU-matched, built offline from Debian packages.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+)
+engine_app = typer.Typer(
+    help="Docker-in-Docker engines: mutual TLS on 2376, ready before use, cache on a volume.",
+    no_args_is_help=True,
+)
+images_app = typer.Typer(help="dockyard's images, built from Debian packages without pulls.")
+app.add_typer(engine_app, name="engine")
+app.add_typer(images_app, name="images")
+
+# Scripts read whole lines: when not on a terminal, do not wrap at 80 columns.
+_WIDE = None if sys.stdout.isatty() else 240
+out = Console(soft_wrap=True, width=_WIDE)
+err = Console(stderr=True, soft_wrap=True, width=_WIDE)
+T = TypeVar("T")
+
+
+def main() -> None:
+    app()
+
+
+def _run(action: Callable[[], T]) -> T:
+    """Run an API call; show a DockyardError as two lines (cause, fix) and exit 1."""
+    try:
+        return action()
+    except DockyardError as exc:
+        err.print(f"[bold red]error:[/] {exc.message}", highlight=False, soft_wrap=True)
+        if exc.fix:
+            err.print(f"[bold]fix:[/] {exc.fix}", highlight=False, soft_wrap=True)
+        raise typer.Exit(1) from None
+
+
+@contextmanager
+def _status(quiet: bool) -> Iterator[Callable[[str], None]]:
+    """A spinner that shows the current step of long work (silent with --json)."""
+    if quiet:
+        yield lambda _msg: None
+        return
+    with err.status("starting") as status:
+        started = time.monotonic()
+
+        def step(message: str) -> None:
+            status.update(message)
+            err.print(f"[dim]{time.monotonic() - started:6.2f}s[/] {message}", highlight=False)
+
+        yield step
+
+
+def _print_json(data: Any) -> None:
+    out.print_json(json.dumps(data))
+
+
+# --- images ----------------------------------------------------------------------------------
+
+
+@images_app.command("build")
+def images_build(
+    role: Annotated[str, typer.Option(help="engine, registry, agent, base, or all")] = "all",
+    force: Annotated[bool, typer.Option(help="rebuild even when the recipe is unchanged")] = False,
+) -> None:
+    """Build dockyard's images from Debian packages (debootstrap + import; no registry).
+
+    An image whose recipe hash (label io.dockyard.recipe) matches is skipped unless --force.
+    """
+    from dockyard.images import builder, recipes
+
+    roles = list(recipes.ROLES) if role == "all" else [role]
+    if role != "all" and role not in recipes.ROLES:
+        _run(partial(_raise, f"unknown image role {role}", "use all, " + ", ".join(recipes.ROLES)))
+    with _status(False) as step:
+        results = _run(lambda: [builder.build(r, force=force, progress=step) for r in roles])
+    for result in results:
+        verb = "built" if result.built else "up to date"
+        out.print(f"{result.image}: {verb} ({result.seconds:.1f} s)")
+
+
+def _raise(message: str, fix: str) -> None:
+    raise DockyardError(message, fix)
+
+
+# --- engines ---------------------------------------------------------------------------------
+
+
+@engine_app.command("create")
+def engine_create(
+    name: Annotated[str, typer.Argument(help="engine name: its DNS name on the network")],
+    network: Annotated[
+        str | None, typer.Option(help="existing network to join [default: its own]")
+    ] = None,
+    cache: Annotated[
+        str | None,
+        typer.Option(help="data-root volume; reuse one to keep the layer cache across engines"),
+    ] = None,
+    image: Annotated[
+        str | None,
+        typer.Option(help="engine image [default: docker:dind, else dockyard/engine]"),
+    ] = None,
+    mtu: Annotated[int | None, typer.Option(help="inner MTU [default: the network's]")] = None,
+    cpus: Annotated[float | None, typer.Option(help="CPU limit, e.g. 1.5")] = None,
+    memory: Annotated[str | None, typer.Option(help="memory limit, e.g. 2g")] = None,
+    pids: Annotated[int | None, typer.Option(help="process limit")] = None,
+    insecure_registry: Annotated[
+        list[str] | None, typer.Option(help="HOST:PORT the engine may push to over HTTP")
+    ] = None,
+    registry_mirror: Annotated[
+        list[str] | None, typer.Option(help="pull-through mirror URL for the inner daemon")
+    ] = None,
+    alias: Annotated[list[str] | None, typer.Option(help="extra DNS name on the network")] = None,
+    insecure: Annotated[
+        bool, typer.Option(help="plaintext TCP on 2375, no TLS (dangerous; warned)")
+    ] = False,
+    keep_on_failure: Annotated[
+        bool, typer.Option(help="leave the engine in place when it fails to become ready")
+    ] = False,
+    ready_timeout: Annotated[
+        float | None, typer.Option(help="seconds to wait for readiness [default: 60]")
+    ] = None,
+    file: Annotated[
+        Path | None,
+        typer.Option("--file", "-f", help="YAML file of these options (flags win over it)"),
+    ] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="machine-readable output")] = False,
+) -> None:
+    """Create an engine and wait until a TLS-verified API call to it succeeds.
+
+    Example, then point a CI container at it:
+
+        dockyard engine create ci --network jenkins
+        dockyard engine env ci
+
+    Options can come from a YAML file whose keys are the option names with underscores
+    (image, network, cache, mtu, cpus, memory, pids, insecure_registries, registry_mirrors,
+    aliases, ready_timeout); DOCKYARD_ENGINE_IMAGE sets the default image.
+    """
+    from dockyard.engine import service
+
+    flags: dict[str, Any] = {
+        "name": name,
+        "network": network,
+        "cache": cache,
+        "image": image,
+        "mtu": mtu,
+        "cpus": cpus,
+        "memory": memory,
+        "pids": pids,
+        "insecure_registries": tuple(insecure_registry or ()) or None,
+        "registry_mirrors": tuple(registry_mirror or ()) or None,
+        "aliases": tuple(alias or ()) or None,
+        "insecure": insecure or None,
+        "keep_on_failure": keep_on_failure or None,
+        "ready_timeout": ready_timeout,
+    }
+    given = {key: value for key, value in flags.items() if value is not None}
+    options = _run(lambda: config.engine_options(given, file))
+    with _status(as_json) as step:
+        created = _run(lambda: service.create(options, progress=step))
+    for warning in created.warnings:
+        err.print(f"[bold yellow]warning:[/] {warning}", highlight=False)
+    if as_json:
+        _print_json({**created.info.as_dict(), "seconds": created.seconds})
+        return
+    info = created.info
+    out.print(
+        f"engine [bold]{info.name}[/] ready at {info.endpoint} in {created.seconds['total']:.2f} s "
+        f"(storage {info.storage_driver}, privilege {info.privilege}, mtu {info.mtu}, "
+        f"network {info.network})"
+    )
+    out.print(f'use it: eval "$(dockyard engine env {info.name})"')
+
+
+@engine_app.command("ls")
+def engine_ls(
+    as_json: Annotated[bool, typer.Option("--json", help="machine-readable output")] = False,
+) -> None:
+    """List engines (read back from the host engine's labels)."""
+    from dockyard.engine import service
+
+    engines = _run(service.ls)
+    if as_json:
+        _print_json([e.as_dict() for e in engines])
+        return
+    table = Table("NAME", "STATE", "ENDPOINT", "NETWORK", "STORAGE", "PRIVILEGE", "CACHE", "IMAGE")
+    for e in engines:
+        table.add_row(
+            e.name, e.state, e.endpoint, e.network, e.storage_driver, e.privilege,
+            e.cache_volume, e.image,
+        )  # fmt: skip
+    out.print(table)
+
+
+@engine_app.command("env")
+def engine_env(
+    name: str,
+    format: Annotated[str, typer.Option("--format", help="env (for eval) or json")] = "env",
+    context: Annotated[
+        bool, typer.Option(help="also write a docker context named dockyard-NAME")
+    ] = False,
+) -> None:
+    """Print what a CI container needs: DOCKER_HOST, DOCKER_TLS_VERIFY, DOCKER_CERT_PATH."""
+    from dockyard.engine import service
+
+    if format not in ("env", "json"):
+        _run(lambda: _raise(f"unknown format {format}", "use --format env or --format json"))
+    variables = _run(lambda: service.env(name))
+    if context:
+        written = _run(lambda: service.write_context(name))
+        err.print(f"docker context {written} written: docker --context {written} info")
+    if format == "json":
+        _print_json(variables)
+    else:
+        for key, value in variables.items():
+            typer.echo(f"export {key}={shlex.quote(value)}")
+
+
+@engine_app.command("logs")
+def engine_logs(
+    name: str, tail: Annotated[str, typer.Option(help="lines from the end, or all")] = "all"
+) -> None:
+    """Print the inner daemon's log."""
+    from dockyard.engine import service
+
+    typer.echo(
+        _run(lambda: service.logs(name, tail=int(tail) if tail.isdigit() else tail)), nl=False
+    )
+
+
+@engine_app.command("rm")
+def engine_rm(
+    names: Annotated[list[str], typer.Argument(help="engines to remove")],
+    volumes: Annotated[
+        bool, typer.Option(help="also remove the cache volume (its layer cache is lost)")
+    ] = False,
+) -> None:
+    """Remove engines with their own network and certificates; the cache volume stays."""
+    from dockyard.engine import service
+
+    for name in names:
+        for removed in _run(partial(service.rm, name, volumes=volumes)):
+            out.print(f"removed {removed}")
+
+
+# --- main job --------------------------------------------------------------------------------
+
+
+@app.command("demo")
+def demo(
+    as_json: Annotated[bool, typer.Option("--json", help="machine-readable output")] = False,
+    keep: Annotated[bool, typer.Option(help="keep the engine afterwards")] = False,
+) -> None:
+    """Create an engine, build and run the example image inside it from a CI-like client
+    container that has only what `engine env` printed, print timings, remove the engine."""
+    from dockyard import demo as demo_module
+
+    with _status(as_json) as step:
+        report = _run(lambda: demo_module.run(keep=keep, progress=step))
+    if as_json:
+        _print_json(report.as_dict())
+        return
+    table = Table("STEP", "SECONDS", "RESULT")
+    for row in report.steps:
+        table.add_row(row.name, f"{row.seconds:.2f}", row.detail)
+    out.print(table)
+    out.print(f"output of the built image: [bold]{report.output}[/]")

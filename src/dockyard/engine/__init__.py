@@ -1,0 +1,1 @@
+"""Engines: Docker-in-Docker daemons with mutual TLS, readiness, a cache volume and MTU."""

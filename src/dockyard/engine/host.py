@@ -1,0 +1,96 @@
+"""Probes of the host engine that decide the privilege mode, cached per host engine.
+
+Probing costs one or two short-lived containers; the answer depends only on the host engine
+and its kernel, so it is cached under the state directory keyed by the engine's ID.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import asdict
+from pathlib import Path
+
+from dockyard import docker_api, labels, state
+from dockyard.engine import privilege
+from dockyard.errors import DockyardError
+
+_CAPBND = re.compile(r"^CapBnd:\s*([0-9a-fA-F]+)$", re.MULTILINE)
+CACHE_FORMAT = 1
+
+
+def privilege_decision(
+    client: docker_api.DockerClient, image: str, *, refresh: bool = False
+) -> privilege.Decision:
+    """The mode engines get on this host engine, probing it once and caching the answer."""
+    info = client.info()
+    cache = _cache_path(str(info.get("ID", "unknown")), str(info.get("KernelVersion", "")))
+    if not refresh and cache.exists():
+        try:
+            saved = json.loads(cache.read_text())
+            if saved.get("format") == CACHE_FORMAT:
+                return privilege.Decision(
+                    privilege.Mode(saved["mode"]), saved["reason"], tuple(saved["cap_drop"])
+                )
+        except (ValueError, KeyError, OSError):
+            pass  # unreadable cache: probe again
+    probe = privilege.Probe(runtimes=frozenset((info.get("Runtimes") or {}).keys()))
+    while True:
+        try:
+            decision = privilege.decide(probe)
+        except privilege.NoEngineModeError as exc:
+            raise DockyardError(
+                str(exc), fix="install sysbox-runc, or allow privileged containers on this host"
+            ) from exc
+        if decision.needs == "privileged":
+            ok, error = _try(client, image, privilege.host_config(privilege.Mode.PRIVILEGED))
+            probe = privilege.Probe(probe.runtimes, error, ok)
+        elif decision.needs == "caps":
+            missing = _missing_caps()
+            config = privilege.host_config(privilege.Mode.CAPS, missing)
+            ok, error = _try(client, image, config)
+            probe = privilege.Probe(
+                probe.runtimes, probe.privileged_error, False, missing, ok, error
+            )
+        else:
+            break
+    assert decision.mode is not None
+    payload = {"format": CACHE_FORMAT, **asdict(decision), "mode": decision.mode.value}
+    state.write_private(cache, json.dumps(payload).encode(), mode=0o644)
+    return decision
+
+
+def _cache_path(engine_id: str, kernel: str) -> Path:
+    key = re.sub(r"[^A-Za-z0-9]", "_", f"{engine_id}-{kernel}")
+    return state.state_dir() / "hosts" / f"{key}.json"
+
+
+def _missing_caps() -> tuple[str, ...]:
+    """Capabilities this machine's bounding set lacks (the engine runs on this machine)."""
+    try:
+        match = _CAPBND.search(Path("/proc/self/status").read_text())
+    except OSError:
+        return ()
+    return privilege.missing_capabilities(match.group(1)) if match else ()
+
+
+def _try(
+    client: docker_api.DockerClient, image: str, host_config: dict[str, object]
+) -> tuple[bool, str | None]:
+    """Start a container running ``true`` with ``host_config``; report whether it ran."""
+    body = {
+        "Image": image,
+        "Entrypoint": ["true"],
+        "Cmd": [],
+        "Labels": labels.managed(labels.ROLE_PROBE),
+        "HostConfig": host_config,
+    }
+    created = client.api.create_container_from_config(body)
+    try:
+        client.api.start(created["Id"])
+        result = client.api.wait(created["Id"], timeout=30)
+        return result.get("StatusCode") == 0, None
+    except docker_api.APIError as exc:
+        return False, str(exc.explanation or exc)
+    finally:
+        client.api.remove_container(created["Id"], force=True, v=True)

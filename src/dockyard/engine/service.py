@@ -1,0 +1,442 @@
+"""Engine lifecycle against the host engine: create, ls, env, logs, rm.
+
+Create decides everything first (pure spec), then creates objects with an undo list, so a
+failure anywhere leaves nothing half-made. Listing reads labels back: there is no database.
+"""
+
+from __future__ import annotations
+
+import io
+import tarfile
+import tempfile
+import time
+from collections.abc import Callable
+from contextlib import ExitStack
+from dataclasses import asdict, dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from dockyard import config, docker_api, labels, pki, state
+from dockyard.engine import host, readiness
+from dockyard.engine.spec import (
+    PROBE_TLS_DIR,
+    SERVER_TLS_DIR,
+    STORAGE_DRIVER,
+    EngineSpec,
+    create_body,
+)
+from dockyard.errors import DockyardError
+
+Progress = Callable[[str], None]
+DEFAULT_MTU = 1500
+
+
+@dataclass(frozen=True)
+class EngineInfo:
+    """One engine as read back from its container's labels and state."""
+
+    name: str
+    container: str
+    network: str
+    endpoint: str
+    storage_driver: str
+    privilege: str
+    state: str
+    image: str
+    cache_volume: str
+    mtu: int
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class Created:
+    info: EngineInfo
+    seconds: dict[str, float]
+    warnings: tuple[str, ...]
+
+
+def _noop(_: str) -> None:
+    return None
+
+
+def create(
+    options: config.EngineOptions,
+    *,
+    client: docker_api.DockerClient | None = None,
+    progress: Progress = _noop,
+) -> Created:
+    """Create an engine and return once a TLS-verified API call through its network works."""
+    client = client or docker_api.shared()
+    started = time.monotonic()
+    progress("checking the name, network, cache volume and image")
+    spec, network_exists = _decide(client, options, progress)
+    timings = {"decide": time.monotonic() - started}
+    warnings = []
+    if spec.insecure:
+        warnings.append(
+            f"engine {spec.name} listens on plaintext TCP 2375 without TLS: anyone on network "
+            f"{spec.network} controls it"
+        )
+    with ExitStack() as undo:
+        mark = time.monotonic()
+        cid = _make_objects(client, spec, network_exists, undo, progress)
+        timings["create"] = time.monotonic() - mark
+        mark = time.monotonic()
+        progress(f"waiting for {spec.endpoint} to answer a TLS-verified API call")
+        try:
+            driver = readiness.wait(client, cid, spec, timeout=options.ready_timeout)
+        except DockyardError:
+            if options.keep_on_failure:
+                undo.pop_all()
+            raise
+        timings["ready"] = time.monotonic() - mark
+        if driver != STORAGE_DRIVER:
+            raise DockyardError(
+                f"engine {spec.name} came up with the {driver} storage driver, not overlay2",
+                fix="give it a data volume on a filesystem overlay2 supports (--cache); "
+                f"see: dockyard engine logs {spec.name}",
+            )
+        if not spec.insecure:
+            pki.PkiStore().client_dir(_client_name(spec.name))
+        undo.pop_all()
+    timings["total"] = time.monotonic() - started
+    return Created(_describe(client.api.inspect_container(cid)), timings, tuple(warnings))
+
+
+def _decide(
+    client: docker_api.DockerClient, options: config.EngineOptions, progress: Progress
+) -> tuple[EngineSpec, bool]:
+    """Every check that can refuse, before anything is created; returns the spec."""
+    _refuse_taken_name(client, options.name)
+    network, network_exists = _network_for(client, options)
+    cache = options.cache or f"dockyard-cache-{options.name}"
+    _refuse_shared_cache(client, cache)  # checked again under the volume lock
+    image = _resolve_image(client, options.image, progress)
+    decision = host.privilege_decision(client, image)
+    assert decision.mode is not None
+    mtu = options.mtu or (_network_mtu(client, network) if network_exists else DEFAULT_MTU)
+    spec = EngineSpec(
+        name=options.name,
+        image=image,
+        network=network,
+        cache_volume=cache,
+        mtu=mtu,
+        privilege=decision.mode,
+        cap_drop=decision.cap_drop,
+        insecure=options.insecure,
+        nano_cpus=int(options.cpus * 1e9) if options.cpus else None,
+        memory=options.memory,
+        pids=options.pids,
+        insecure_registries=options.insecure_registries,
+        registry_mirrors=options.registry_mirrors,
+        aliases=options.aliases,
+        extra_labels=dict(options.extra_labels),
+    )
+    return spec, network_exists
+
+
+def _make_objects(
+    client: docker_api.DockerClient,
+    spec: EngineSpec,
+    network_exists: bool,
+    undo: ExitStack,
+    progress: Progress,
+) -> str:
+    """Network, cache volume and started container; each registered for undo."""
+    if not network_exists:
+        progress(f"creating network {spec.network}")
+        client.api.create_network(
+            spec.network,
+            driver="bridge",
+            labels=labels.managed(labels.ROLE_NETWORK, engine=spec.name),
+        )
+        undo.callback(_quietly, client.api.remove_network, spec.network)
+    with state.locked(f"volume-{spec.cache_volume}"):
+        _refuse_shared_cache(client, spec.cache_volume)
+        if _ensure_volume(client, spec.cache_volume, spec.name):
+            undo.callback(_quietly, client.api.remove_volume, spec.cache_volume, force=True)
+        progress(f"creating engine container {spec.name}")
+        cid = str(client.api.create_container_from_config(create_body(spec), name=spec.name)["Id"])
+    undo.callback(_quietly, client.api.remove_container, cid, force=True, v=True)
+    if not spec.insecure:
+        client.api.put_archive(cid, "/", _certificate_tar(spec))
+    client.api.start(cid)
+    return cid
+
+
+def ls(client: docker_api.DockerClient | None = None) -> list[EngineInfo]:
+    client = client or docker_api.shared()
+    found = client.api.containers(all=True, filters={"label": labels.selector(labels.ROLE_ENGINE)})
+    return sorted(
+        (_describe(client.api.inspect_container(c["Id"])) for c in found), key=lambda e: e.name
+    )
+
+
+def get(name: str, client: docker_api.DockerClient | None = None) -> EngineInfo:
+    client = client or docker_api.shared()
+    return _describe(client.api.inspect_container(_container_of(client, name)))
+
+
+def env(name: str, client: docker_api.DockerClient | None = None) -> dict[str, str]:
+    """Exactly what a client on the engine's network needs: the docker CLI's variables."""
+    info = get(name, client)
+    if info.endpoint.endswith(":2375"):
+        return {"DOCKER_HOST": info.endpoint}
+    cert_dir = pki.PkiStore().client_dir(_client_name(name))
+    return {
+        "DOCKER_HOST": info.endpoint,
+        "DOCKER_TLS_VERIFY": "1",
+        "DOCKER_CERT_PATH": str(cert_dir),
+    }
+
+
+def logs(name: str, tail: int | str = "all", client: docker_api.DockerClient | None = None) -> str:
+    client = client or docker_api.shared()
+    raw: bytes = client.api.logs(_container_of(client, name), tail=tail)
+    return raw.decode(errors="replace")
+
+
+def rm(
+    name: str, *, volumes: bool = False, client: docker_api.DockerClient | None = None
+) -> list[str]:
+    """Remove the engine, its own network and client certificates; the cache only if asked."""
+    client = client or docker_api.shared()
+    cid = _container_of(client, name)
+    info = _describe(client.api.inspect_container(cid))
+    client.api.remove_container(cid, force=True, v=True)
+    removed = [f"container {info.container}"]
+    for net in client.api.networks(
+        filters={"label": labels.selector(labels.ROLE_NETWORK, engine=name)}
+    ):
+        if _quietly(client.api.remove_network, net["Id"]):
+            removed.append(f"network {net['Name']}")
+    if volumes and _is_ours(client.api.inspect_volume(info.cache_volume).get("Labels")):
+        client.api.remove_volume(info.cache_volume, force=True)
+        removed.append(f"volume {info.cache_volume}")
+    pki.PkiStore().remove_client(_client_name(name))
+    return removed
+
+
+def seed(name: str, images: list[str], *, client: docker_api.DockerClient | None = None) -> str:
+    """Copy images from the host engine into the engine (it cannot pull what the host has)."""
+    client = client or docker_api.shared()
+    cid = _container_of(client, name)
+    with tempfile.TemporaryDirectory(prefix="dockyard-seed-") as tmp:
+        saved = Path(tmp) / "images.tar"
+        try:
+            with saved.open("wb") as sink:
+                for chunk in client.api.get_image(images if len(images) > 1 else images[0]):
+                    sink.write(chunk)
+        except docker_api.NotFound as exc:
+            raise DockyardError(
+                f"cannot seed engine {name}: {exc.explanation}",
+                fix="build or pull the image on the host first",
+            ) from exc
+        wrapper = Path(tmp) / "wrapper.tar"
+        with tarfile.open(wrapper, "w") as archive:
+            archive.add(saved, arcname="dockyard-seed.tar")
+        with wrapper.open("rb") as stream:
+            client.api.put_archive(cid, "/tmp", stream)
+    exec_id = client.api.exec_create(
+        cid,
+        [
+            "sh",
+            "-c",
+            "docker load -i /tmp/dockyard-seed.tar; s=$?; rm -f /tmp/dockyard-seed.tar; exit $s",
+        ],
+    )["Id"]
+    output = str(client.api.exec_start(exec_id).decode(errors="replace").strip())
+    if client.api.exec_inspect(exec_id).get("ExitCode") != 0:
+        raise DockyardError(f"loading images into engine {name} failed: {output}")
+    return output
+
+
+def write_context(name: str, client: docker_api.DockerClient | None = None) -> str:
+    """Create (or replace) a docker context named ``dockyard-NAME`` for the engine."""
+    from dockyard.engine import context
+
+    variables = env(name, client)
+    return context.write(f"dockyard-{name}", variables)
+
+
+# --- helpers -------------------------------------------------------------------------------
+
+
+def _client_name(engine: str) -> str:
+    return f"engine-{engine}"
+
+
+def _is_ours(found: dict[str, str] | None) -> bool:
+    return labels.is_managed(found)
+
+
+def _refuse_taken_name(client: docker_api.DockerClient, name: str) -> None:
+    try:
+        existing = client.api.inspect_container(name)
+    except docker_api.NotFound:
+        return
+    found = existing["Config"].get("Labels") or {}
+    if found.get(labels.ROLE) == labels.ROLE_ENGINE and _is_ours(found):
+        raise DockyardError(
+            f"engine {name} already exists", fix=f"use it, or remove it: dockyard engine rm {name}"
+        )
+    raise DockyardError(
+        f"the name {name} is taken by container {existing['Id'][:12]}, which dockyard did not "
+        "create (it was left alone)",
+        fix="choose another engine name",
+    )
+
+
+def _network_for(
+    client: docker_api.DockerClient, options: config.EngineOptions
+) -> tuple[str, bool]:
+    """The network to join and whether it already exists."""
+    wanted = options.network or f"dockyard-{options.name}"
+    try:
+        net = client.api.inspect_network(wanted)
+    except docker_api.NotFound:
+        if options.network:
+            raise DockyardError(
+                f"network {wanted} does not exist",
+                fix=f"create it (docker network create {wanted}) or omit --network",
+            ) from None
+        return wanted, False
+    if options.network is None and not _is_ours(net.get("Labels")):
+        raise DockyardError(
+            f"network {wanted} exists but dockyard did not create it (it was left alone)",
+            fix=f"pass --network {wanted} to join it on purpose, or choose another engine name",
+        )
+    return wanted, True
+
+
+def _network_mtu(client: docker_api.DockerClient, network: str) -> int:
+    options = client.api.inspect_network(network).get("Options") or {}
+    value = options.get("com.docker.network.driver.mtu")
+    return int(value) if value and str(value).isdigit() else DEFAULT_MTU
+
+
+def _resolve_image(client: docker_api.DockerClient, wanted: str | None, progress: Progress) -> str:
+    """An explicit image must exist or pull; the default prefers the official one."""
+    if wanted:
+        if _have_or_pull(client, wanted):
+            return wanted
+        raise DockyardError(
+            f"engine image {wanted} is not on the host engine and cannot be pulled",
+            fix="check the name, or build dockyard's own with: dockyard images build --role engine",
+        )
+    if _have_or_pull(client, config.OFFICIAL_ENGINE_IMAGE):
+        return config.OFFICIAL_ENGINE_IMAGE
+    from dockyard.images import builder
+
+    progress(
+        f"{config.OFFICIAL_ENGINE_IMAGE} cannot be pulled here: using dockyard's engine image "
+        "(building it from Debian packages if missing, about a minute)"
+    )
+    return builder.ensure("engine", progress=progress)
+
+
+def _have_or_pull(client: docker_api.DockerClient, image: str) -> bool:
+    try:
+        client.api.inspect_image(image)
+        return True
+    except docker_api.NotFound:
+        pass
+    try:
+        client.api.pull(image)
+        return True
+    except docker_api.APIError:
+        return False
+
+
+def _refuse_shared_cache(client: docker_api.DockerClient, volume: str) -> None:
+    """Two live daemons on one data root corrupt it: refuse."""
+    users = client.api.containers(all=True, filters={"volume": volume})
+    live = [c for c in users if c.get("State") in ("running", "created", "restarting", "paused")]
+    if live:
+        who = ", ".join(n.lstrip("/") for c in live for n in c.get("Names", [])[:1])
+        raise DockyardError(
+            f"cache volume {volume} is in use by {who}: two engines must never share a data root",
+            fix="remove that engine first, or choose another --cache",
+        )
+
+
+def _ensure_volume(client: docker_api.DockerClient, volume: str, engine: str) -> bool:
+    """Create the cache volume if missing; True when this call created it."""
+    try:
+        client.api.inspect_volume(volume)
+        return False
+    except docker_api.NotFound:
+        client.api.create_volume(
+            volume, labels=labels.managed(labels.ROLE_ENGINE_DATA, engine=engine)
+        )
+        return True
+
+
+def _certificate_tar(spec: EngineSpec) -> bytes:
+    """The engine's server certificate and its own probe client, as a tar to copy in."""
+    store = pki.PkiStore()
+    server = store.server_bundle(spec.name, spec.dns_names, ("127.0.0.1",))
+    ca = store.ca()
+    probe = pki.issue_client(ca, f"probe@{spec.name}", now=datetime.now(UTC))
+    files = {f"{SERVER_TLS_DIR}/{name}": data for name, data in server.items()} | {
+        f"{PROBE_TLS_DIR}/ca.pem": ca.cert_pem,
+        f"{PROBE_TLS_DIR}/cert.pem": probe.cert_pem,
+        f"{PROBE_TLS_DIR}/key.pem": probe.key_pem,
+    }
+    return _tar(files)
+
+
+def _tar(files: dict[str, bytes]) -> bytes:
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w") as archive:
+        for directory in sorted({str(Path(p).parent) for p in files}):
+            info = tarfile.TarInfo(directory.lstrip("/"))
+            info.type, info.mode = tarfile.DIRTYPE, 0o700
+            archive.addfile(info)
+        for path, data in files.items():
+            info = tarfile.TarInfo(path.lstrip("/"))
+            info.size = len(data)
+            info.mode = 0o600 if path.endswith("key.pem") else 0o644
+            archive.addfile(info, io.BytesIO(data))
+    return buffer.getvalue()
+
+
+def _container_of(client: docker_api.DockerClient, name: str) -> str:
+    found = client.api.containers(
+        all=True, filters={"label": labels.selector(labels.ROLE_ENGINE, engine=name)}
+    )
+    if not found:
+        raise DockyardError(f"no engine named {name}", fix="list engines with: dockyard engine ls")
+    return str(found[0]["Id"])
+
+
+def _describe(container: dict[str, Any]) -> EngineInfo:
+    found = container["Config"].get("Labels") or {}
+
+    def label(key: str) -> str:
+        return str(found.get(labels.PREFIX + key, ""))
+
+    return EngineInfo(
+        name=label("engine"),
+        container=container["Name"].lstrip("/"),
+        network=label("network"),
+        endpoint=label("endpoint"),
+        storage_driver=label("storage-driver"),
+        privilege=label("privilege"),
+        state=container["State"]["Status"],
+        image=container["Config"]["Image"],
+        cache_volume=label("cache"),
+        mtu=int(label("mtu") or 0),
+    )
+
+
+def _quietly(action: Callable[..., object], *args: object, **kwargs: object) -> bool:
+    """Undo steps must not mask the original error."""
+    try:
+        action(*args, **kwargs)
+        return True
+    except docker_api.APIError:
+        return False

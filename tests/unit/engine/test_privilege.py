@@ -1,0 +1,77 @@
+import pytest
+
+from dockyard.engine import privilege
+from dockyard.engine.privilege import Mode, Probe, decide
+
+
+def test_sysbox_wins_without_probing():
+    decision = decide(Probe(runtimes=frozenset({"runc", "sysbox-runc"})))
+    assert decision.mode is Mode.SYSBOX
+    assert privilege.host_config(Mode.SYSBOX) == {"Runtime": "sysbox-runc"}
+
+
+def test_privileged_probe_comes_first():
+    decision = decide(Probe(runtimes=frozenset({"runc"})))
+    assert decision.mode is None
+    assert decision.needs == "privileged"
+
+
+def test_privileged_granted():
+    decision = decide(Probe(privileged_ok=True))
+    assert decision.mode is Mode.PRIVILEGED
+    assert privilege.host_config(decision.mode) == {"Privileged": True}
+
+
+def test_privileged_refused_asks_for_caps_probe():
+    decision = decide(Probe(privileged_ok=False, privileged_error="unable to apply caps"))
+    assert decision.mode is None
+    assert decision.needs == "caps"
+
+
+def test_caps_fallback_drops_what_the_host_lacks():
+    decision = decide(
+        Probe(
+            privileged_ok=False,
+            privileged_error="OCI runtime failed\nunable to apply caps: operation not permitted",
+            missing_caps=("SYS_RESOURCE",),
+            caps_ok=True,
+        )
+    )
+    assert decision.mode is Mode.CAPS
+    assert decision.cap_drop == ("SYS_RESOURCE",)
+    assert "unable to apply caps" in decision.reason
+    config = privilege.host_config(Mode.CAPS, decision.cap_drop)
+    assert config["CapAdd"] == ["ALL"]
+    assert config["CapDrop"] == ["SYS_RESOURCE"]
+    assert "seccomp=unconfined" in config["SecurityOpt"]
+    assert "apparmor=unconfined" in config["SecurityOpt"]
+    # systempaths=unconfined, spelled as the Engine API reads it
+    assert config["MaskedPaths"] == []
+    assert config["ReadonlyPaths"] == []
+    assert config["CgroupnsMode"] == "host"
+    assert "/sys/fs/cgroup:/sys/fs/cgroup:rw" in config["Binds"]
+
+
+def test_nothing_works_names_both_causes():
+    with pytest.raises(privilege.NoEngineModeError, match=r"privileged refused.*capability"):
+        decide(
+            Probe(
+                privileged_ok=False,
+                privileged_error="no caps",
+                caps_ok=False,
+                caps_error="denied by policy",
+            )
+        )
+
+
+@pytest.mark.parametrize(
+    ("mask", "missing"),
+    [
+        ("000001ffffffffff", ()),
+        ("000001fffeffffff", ("SYS_RESOURCE",)),  # these build machines
+        ("000001fffedfffff", ("SYS_ADMIN", "SYS_RESOURCE")),
+        ("0000000000000000", privilege.CAPABILITIES),
+    ],
+)
+def test_missing_capabilities_from_capbnd(mask, missing):
+    assert privilege.missing_capabilities(mask) == missing
