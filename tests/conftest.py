@@ -1,19 +1,22 @@
 """Suite-wide guarantees: a private state directory, and no dockyard object left behind.
 
-The leak check runs once, in the controlling process after every worker is done: whatever
-dockyard-labelled container, volume or network exists then and did not exist at the start was
-created by this run and leaked. It is removed, and the run fails.
+Everything dockyard creates during the run carries ``io.dockyard.test-run=<id>`` (through
+``DOCKYARD_LABELS``), so the leak check sees only this run's objects, never a user's or a
+concurrent run's. It runs once, in the controlling process after every worker is done: any
+container, volume or network of this run still present leaked. It is removed, and the run
+fails.
 """
 
 from __future__ import annotations
 
 import os
+import secrets
 import tempfile
 
 import pytest
 
 KINDS = ("containers", "volumes", "networks")
-_before: dict[str, set[str]] = {}
+RUN_LABEL = "io.dockyard.test-run"
 
 
 def _is_controller(config: pytest.Config) -> bool:
@@ -28,7 +31,7 @@ def _managed() -> dict[str, set[str]] | None:
         client.ping()
     except Exception:
         return None
-    selector = {"label": "io.dockyard.managed=true"}
+    selector = {"label": ["io.dockyard.managed=true", f"{RUN_LABEL}={os.environ[RUN_ENV]}"]}
     return {
         "containers": {c["Id"] for c in client.api.containers(all=True, filters=selector)},
         "volumes": {v["Name"] for v in client.api.volumes(filters=selector)["Volumes"] or []},
@@ -51,11 +54,17 @@ def _remove(kind: str, ident: str) -> None:
         pass
 
 
-def pytest_sessionstart(session: pytest.Session) -> None:
-    if "DOCKYARD_STATE_DIR" not in os.environ:
-        os.environ["DOCKYARD_STATE_DIR"] = tempfile.mkdtemp(prefix="dockyard-test-state-")
-    if _is_controller(session.config):
-        _before.update(_managed() or {})
+RUN_ENV = "DOCKYARD_TEST_RUN"
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    # Set before xdist starts its workers, so they inherit one run id and one state dir.
+    os.environ.setdefault(RUN_ENV, secrets.token_hex(4))
+    os.environ.setdefault("DOCKYARD_STATE_DIR", tempfile.mkdtemp(prefix="dockyard-test-state-"))
+    own = f"{RUN_LABEL}={os.environ[RUN_ENV]}"
+    existing = os.environ.get("DOCKYARD_LABELS", "")
+    if own not in existing:
+        os.environ["DOCKYARD_LABELS"] = f"{existing},{own}" if existing else own
 
 
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
@@ -64,7 +73,7 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     after = _managed()
     if after is None:
         return
-    leaked = {kind: sorted(after[kind] - _before.get(kind, set())) for kind in KINDS}
+    leaked = {kind: sorted(after[kind]) for kind in KINDS}
     # containers first: volumes and networks in use cannot go
     for kind in KINDS:
         for ident in leaked[kind]:

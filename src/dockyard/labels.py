@@ -6,7 +6,10 @@ listings, ownership and garbage collection are read back from the engine itself.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Mapping
+
+from dockyard.errors import DockyardError
 
 PREFIX = "io.dockyard."
 MANAGED = PREFIX + "managed"
@@ -29,9 +32,30 @@ ROLE_PROBE = "probe"
 ROLE_CLIENT = "client"
 
 
+USER_LABELS_ENV = "DOCKYARD_LABELS"
+"""``key=value,key=value`` added to everything dockyard creates (a CI job ID, a test run)."""
+
+
+def user_labels(text: str | None = None) -> dict[str, str]:
+    """Parse ``DOCKYARD_LABELS``; dockyard's own vocabulary cannot be overridden by it."""
+    text = os.environ.get(USER_LABELS_ENV, "") if text is None else text
+    found: dict[str, str] = {}
+    for item in filter(None, (part.strip() for part in text.split(","))):
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            raise DockyardError(
+                f"{USER_LABELS_ENV}: {item!r} is not key=value",
+                fix="use comma-separated key=value pairs",
+            )
+        if key.strip() in (MANAGED, ROLE):
+            raise DockyardError(f"{USER_LABELS_ENV}: {key.strip()} is dockyard's own label")
+        found[key.strip()] = value.strip()
+    return found
+
+
 def managed(role: str, **extra: str) -> dict[str, str]:
     """Labels for a new object of ``role``; ``extra`` keys are label suffixes (``engine=...``)."""
-    labels = {MANAGED: "true", ROLE: role}
+    labels = {**user_labels(), MANAGED: "true", ROLE: role}
     for key, value in extra.items():
         labels[PREFIX + key.replace("_", "-")] = value
     return labels
