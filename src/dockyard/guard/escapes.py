@@ -1,0 +1,411 @@
+"""What in a request would let a container reach the host or another tenant.
+
+Each check reads a body (or a build's query) as dockerd will use it and records *findings*
+(an escape class and why) and *needs* (objects the client must own for the request to be
+safe, such as the container whose namespaces it joins). Checks are allow-lists wherever the
+value space is open (security options, drivers, mount types): an unknown value is a finding.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+
+from dockyard import labels
+from dockyard.guard.gojson import GoJSONError, GoObject, GoValue, decode
+from dockyard.guard.request import CanonicalRequest, clean_path
+
+HOST_PATH = "host-path"
+"""The kind of need that is not about ownership: a bind source the I/O layer must resolve
+(symlinks) on the host and find still inside the allowed prefixes."""
+
+
+@dataclass(frozen=True, slots=True)
+class Need:
+    """The client must own ``kind`` ``ref``; ``missing_ok`` when dockerd would create it.
+
+    ``escape`` names the escape class the need stands in for (joining a container's
+    namespaces): a profile without ownership cannot settle it and denies instead.
+    """
+
+    kind: str
+    ref: str
+    missing_ok: bool = False
+    escape: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Rules:
+    """The knobs of the escape checks that profiles set."""
+
+    allow_bind: tuple[str, ...] = ()
+    """Host path prefixes that may be bind-mounted."""
+    capabilities: frozenset[str] = frozenset()
+    """Capabilities that may be added (upper case, without ``CAP_``); never ``ALL``."""
+    buildkit: bool = False
+    """Whether BuildKit builds (sessions, ``version=2``, outputs) are allowed."""
+
+
+@dataclass(slots=True)
+class Review:
+    """What the checks found in one request."""
+
+    rules: Rules
+    findings: list[tuple[str, str]] = field(default_factory=list)
+    needs: list[Need] = field(default_factory=list)
+
+    def deny(self, rule: str, reason: str) -> None:
+        self.findings.append((rule, reason))
+
+    def need(
+        self, kind: str, ref: str, *, missing_ok: bool = False, escape: str | None = None
+    ) -> None:
+        self.needs.append(Need(kind, ref, missing_ok, escape))
+
+
+def _present(value: GoValue) -> bool:
+    """Whether a field is set to something dockerd acts on (not null, empty or false)."""
+    return value not in (None, False, "", 0, ()) and value != GoObject(())
+
+
+def under_prefix(path: str, prefixes: Iterable[str]) -> bool:
+    """Whether absolute host ``path``, once cleaned, lies in one of ``prefixes``."""
+    cleaned = clean_path(path).rstrip("/") or "/"
+    for prefix in prefixes:
+        root = clean_path(prefix).rstrip("/")
+        if root and (cleaned == root or cleaned.startswith(root + "/")):
+            return True
+    return False
+
+
+def _host_path(review: Review, source: str, where: str) -> None:
+    if not source.startswith("/"):
+        review.deny("mounts", f"{where}: bind source {source!r} is not an absolute path")
+    elif not under_prefix(source, review.rules.allow_bind):
+        review.deny("mounts", f"{where}: host path {source!r} is outside the allowed prefixes")
+    else:
+        # A symlink under the prefix could point anywhere: dockerd follows it at start.
+        review.need(HOST_PATH, clean_path(source).rstrip("/"), missing_ok=True)
+
+
+_VOLUME_NAME = re.compile(r"[a-zA-Z0-9][a-zA-Z0-9_.-]+")
+
+
+def _volume(review: Review, name: str, where: str) -> None:
+    """A named volume: dockerd creates it if missing, so only someone else's is a problem."""
+    if _VOLUME_NAME.fullmatch(name):
+        review.need("volume", name, missing_ok=True)
+    else:
+        review.deny("mounts", f"{where}: {name!r} is neither a volume name nor a host path")
+
+
+def _container_ref(review: Review, value: str, where: str) -> bool:
+    """``container:<ref>`` modes join another container: it must be the client's own."""
+    kind, _, ref = value.partition(":")
+    if kind.strip().lower() != "container":
+        return False
+    if not ref:
+        review.deny("namespaces", f"{where}: {value!r} names no container")
+    else:
+        review.need("container", ref, escape="namespaces")
+    return True
+
+
+# Namespace fields and the plain values that keep the container in its own namespace.
+_NAMESPACES: dict[str, frozenset[str]] = {
+    "PidMode": frozenset({""}),
+    "IpcMode": frozenset({"", "none", "private", "shareable"}),
+    "UTSMode": frozenset({""}),
+    "UsernsMode": frozenset({""}),
+    "CgroupnsMode": frozenset({"", "private"}),
+    "Cgroup": frozenset({""}),
+}
+_JOINABLE = frozenset({"PidMode", "IpcMode", "Cgroup", "NetworkMode"})
+_DEFAULT_NETWORKS = frozenset({"", "default", "bridge", "none"})
+_SAFE_SECURITY_OPTS = frozenset({"seccomp=builtin", "apparmor=docker-default"})
+_LOG_DRIVERS = frozenset({"", "json-file", "local", "none"})
+_TMPFS_OPTIONS = frozenset({"size", "mode", "uid", "gid", "nr_inodes", "nr_blocks"})
+
+
+def _namespaces(review: Review, config: GoObject, where: str) -> None:
+    for name, plain in _NAMESPACES.items():
+        value = config.string(name) or ""
+        if value.strip().lower() in plain:
+            continue
+        if name in _JOINABLE and _container_ref(review, value, f"{where}.{name}"):
+            continue
+        review.deny("namespaces", f"{where}.{name}={value!r}")
+    network = config.string("NetworkMode") or ""
+    if network.strip().lower() == "host":
+        review.deny("namespaces", f"{where}.NetworkMode={network!r}")
+    elif network not in _DEFAULT_NETWORKS and not _container_ref(
+        review, network, f"{where}.NetworkMode"
+    ):
+        review.need("network", network)
+
+
+def capability(name: str) -> str:
+    """A capability as dockerd normalizes it: upper case, without the ``CAP_`` prefix."""
+    upper = name.strip().upper()
+    return upper.removeprefix("CAP_")
+
+
+def _security_opt(review: Review, option: str, where: str) -> None:
+    key = re.split("[=:]", option, maxsplit=1)[0]
+    if key.strip().lower() == "no-new-privileges":
+        return
+    if option.strip() in _SAFE_SECURITY_OPTS:
+        return
+    review.deny("security-options", f"{where}.SecurityOpt {option[:80]!r}")
+
+
+def volume_options(
+    review: Review, driver: str | None, options: GoObject | None, where: str
+) -> None:
+    """A volume's driver and options: only the local driver, and only tmpfs or a size."""
+    if (driver or "local").strip() != "local":
+        review.deny("volume-driver", f"{where}: volume driver {driver!r}")
+    opts = options.entries() if options else {}
+    if not opts:
+        return
+    if any(not isinstance(value, str) for value in opts.values()):
+        review.deny("volume-driver", f"{where}: non-string driver option")
+        return
+    kind, device, mount = opts.get("type", ""), opts.get("device", ""), opts.get("o", "")
+    unknown = set(opts) - {"type", "device", "o", "size"}
+    tokens = {str(token).partition("=")[0].strip() for token in str(mount).split(",") if token}
+    tmpfs = kind == "tmpfs" and device == "tmpfs" and tokens <= _TMPFS_OPTIONS
+    plain = not kind and not device and not mount
+    if unknown or not (tmpfs or plain):
+        review.deny("mounts", f"{where}: driver options {sorted(opts)} mount a host path or device")
+
+
+def _mount(review: Review, mount: GoValue, where: str) -> None:
+    if not isinstance(mount, GoObject):
+        review.deny("mounts", f"{where}: mount is not an object")
+        return
+    kind = (mount.string("Type") or "").strip().lower()
+    source = mount.string("Source") or ""
+    if kind == "bind":
+        _host_path(review, source, where)
+    elif kind == "volume":
+        if source:
+            _volume(review, source, where)
+        options = mount.obj("VolumeOptions")
+        driver = options.obj("DriverConfig") if options else None
+        if driver:
+            volume_options(review, driver.string("Name"), driver.obj("Options"), where)
+    elif kind != "tmpfs":
+        review.deny("mounts", f"{where}: mount type {kind!r}")
+
+
+def _bind(review: Review, bind: str, where: str) -> None:
+    """A ``Binds`` entry: ``src:dst[:opts]``; an absolute ``src`` is a host path."""
+    source, sep, _ = bind.partition(":")
+    if not sep:
+        return  # a lone container path: an anonymous volume
+    if source.startswith("/"):
+        _host_path(review, source, where)
+    else:
+        _volume(review, source, where)
+
+
+def host_config(review: Review, config: GoObject, where: str) -> None:
+    """Every escape class a HostConfig (or its Resources, for update) can carry."""
+    if config.boolean("Privileged"):
+        review.deny("privileged", f"{where}.Privileged")
+    for name in config.strings("CapAdd"):
+        if capability(name) == "ALL" or capability(name) not in review.rules.capabilities:
+            review.deny("capabilities", f"{where}.CapAdd {name!r}")
+    if config.strings("Capabilities"):
+        review.deny("capabilities", f"{where}.Capabilities")
+    for name in ("Devices", "DeviceCgroupRules", "DeviceRequests"):
+        if _present(config.get(name)):
+            review.deny("devices", f"{where}.{name}")
+    _namespaces(review, config, where)
+    for bind in config.strings("Binds"):
+        _bind(review, bind, f"{where}.Binds")
+    for mount in config.array("Mounts") or ():
+        _mount(review, mount, f"{where}.Mounts")
+    if config.strings("VolumesFrom"):
+        review.deny("volumes-from", f"{where}.VolumesFrom")
+    for link in config.strings("Links"):
+        review.need("container", link.partition(":")[0])
+    volume_driver = config.string("VolumeDriver")
+    if volume_driver:
+        volume_options(review, volume_driver, None, f"{where}.VolumeDriver")
+    for option in config.strings("SecurityOpt"):
+        _security_opt(review, option, where)
+    for name in ("MaskedPaths", "ReadonlyPaths"):
+        if config.get(name) is not None:
+            review.deny("security-options", f"{where}.{name} overrides the masked paths")
+    if (config.string("Runtime") or "runc") != "runc":
+        review.deny("runtime", f"{where}.Runtime={config.string('Runtime')!r}")
+    if config.string("CgroupParent"):
+        review.deny("cgroup-parent", f"{where}.CgroupParent")
+    if _present(config.get("Sysctls")):
+        review.deny("sysctls", f"{where}.Sysctls")
+    log_config = config.obj("LogConfig")
+    log_driver = (log_config.string("Type") if log_config else None) or ""
+    if log_driver not in _LOG_DRIVERS:
+        review.deny("log-driver", f"{where}.LogConfig.Type={log_driver!r}")
+
+
+def _labels(review: Review, value: GoValue, where: str) -> None:
+    """Clients may not set dockyard's own labels: ownership is derived from them."""
+    if value is None:
+        return
+    if not isinstance(value, GoObject):
+        review.deny("labels", f"{where}: labels are not an object")
+        return
+    for key in value.entries():
+        if key.strip().lower().startswith(labels.PREFIX):
+            review.deny("labels", f"{where}: label {key!r} is reserved for dockyard")
+
+
+def _endpoints(review: Review, endpoints: GoObject | None, where: str) -> None:
+    for network, settings in (endpoints.entries() if endpoints else {}).items():
+        if network.strip().lower() == "host":
+            review.deny("namespaces", f"{where}: endpoint on the host network")
+        elif network not in _DEFAULT_NETWORKS:
+            review.need("network", network)
+        _endpoint_settings(review, settings, f"{where}[{network}]")
+
+
+def _endpoint_settings(review: Review, settings: GoValue, where: str) -> None:
+    if settings is None:
+        return
+    if not isinstance(settings, GoObject):
+        review.deny("network", f"{where}: endpoint settings are not an object")
+        return
+    if _present(settings.get("DriverOpts")):
+        review.deny("network", f"{where}.DriverOpts")
+    for link in settings.strings("Links"):
+        review.need("container", link.partition(":")[0])
+
+
+def container_create(review: Review, body: GoObject) -> None:
+    """The create body, including HostConfig fields at its top level.
+
+    dockerd up to 26.x embeds HostConfig in the create wrapper, so without a ``HostConfig``
+    key it takes host settings from the top level, for every API version (a few, such as
+    ``VolumeDriver``, even when the key is present). 27.0 dropped this; checking both is right
+    for every daemon.
+    """
+    _labels(review, body.get("Labels"), "Labels")
+    host_config(review, body, "(top level)")
+    nested = body.obj("HostConfig")
+    if nested is not None:
+        host_config(review, nested, "HostConfig")
+    networking = body.obj("NetworkingConfig")
+    if networking is not None:
+        _endpoints(review, networking.obj("EndpointsConfig"), "NetworkingConfig")
+
+
+def container_start(review: Review, body: GoObject) -> None:
+    """dockerd before 24.0 applies a HostConfig sent to start (API < 1.24): none is allowed."""
+    if body.pairs:
+        review.deny("legacy", "a body on start sets a HostConfig on older daemons")
+
+
+def container_exec(review: Review, body: GoObject) -> None:
+    if body.boolean("Privileged"):
+        review.deny("privileged", "privileged exec")
+
+
+def volume_create(review: Review, body: GoObject) -> None:
+    _labels(review, body.get("Labels"), "Labels")
+    volume_options(review, body.string("Driver"), body.obj("DriverOpts"), "volume")
+    if body.get("ClusterVolumeSpec") is not None:
+        review.deny("volume-driver", "cluster volumes")
+
+
+_NETWORK_OPTIONS = frozenset(
+    {
+        "com.docker.network.bridge.enable_icc",
+        "com.docker.network.bridge.enable_ip_masquerade",
+        "com.docker.network.driver.mtu",
+    }
+)
+
+
+def network_create(review: Review, body: GoObject) -> None:
+    _labels(review, body.get("Labels"), "Labels")
+    driver = body.string("Driver") or "bridge"
+    if driver != "bridge":
+        review.deny("network-driver", f"network driver {driver!r}")
+    options = body.obj("Options")
+    for key in options.entries() if options else {}:
+        if key not in _NETWORK_OPTIONS:
+            review.deny("network", f"network option {key!r}")
+    for name in ("ConfigFrom", "ConfigOnly", "Ingress"):
+        if _present(body.get(name)):
+            review.deny("network", f"network {name}")
+    if (body.string("Scope") or "local") != "local":
+        review.deny("network", f"network scope {body.string('Scope')!r}")
+    ipam = body.obj("IPAM")
+    if ipam is not None and (ipam.string("Driver") or "default") != "default":
+        review.deny("network-driver", f"IPAM driver {ipam.string('Driver')!r}")
+
+
+def network_attach(review: Review, body: GoObject) -> None:
+    container = body.string("Container")
+    if container:
+        review.need("container", container)
+    _endpoint_settings(review, body.get("EndpointConfig"), "EndpointConfig")
+
+
+def service_spec(review: Review, body: GoObject) -> None:
+    """A swarm service: its container spec must be as harmless as a container."""
+    _labels(review, body.get("Labels"), "Labels")
+    task = body.obj("TaskTemplate") or GoObject(())
+    if task.get("PluginSpec") is not None or task.obj("Runtime") is not None:
+        review.deny("plugin", "service runs a plugin")
+    spec = task.obj("ContainerSpec") or GoObject(())
+    privileges = spec.obj("Privileges") or GoObject(())
+    for name in ("Seccomp", "AppArmor"):
+        mode = (privileges.obj(name) or GoObject(())).string("Mode") or "default"
+        if mode != "default":
+            review.deny("security-options", f"service {name} mode {mode!r}")
+    if privileges.get("SELinuxContext") is not None or privileges.get("CredentialSpec"):
+        review.deny("security-options", "service SELinux context or credential spec")
+    for name in spec.strings("CapabilityAdd"):
+        if capability(name) == "ALL" or capability(name) not in review.rules.capabilities:
+            review.deny("capabilities", f"service CapabilityAdd {name!r}")
+    for mount in spec.array("Mounts") or ():
+        _mount(review, mount, "ContainerSpec.Mounts")
+    if _present(spec.get("Sysctls")):
+        review.deny("sysctls", "service Sysctls")
+    resources = task.obj("Resources") or GoObject(())
+    if _present((resources.obj("Reservations") or GoObject(())).get("GenericResources")):
+        review.deny("devices", "service generic resources")
+
+
+_BUILD_NETWORKS = frozenset({"", "default", "bridge", "none"})
+
+
+def build_query(review: Review, request: CanonicalRequest) -> None:
+    """``POST /build`` reads everything from the query (every value counts, not just the
+    first, so a repeated parameter cannot hide behind an innocent one)."""
+    for mode in request.params("networkmode"):
+        if mode.strip().lower() not in _BUILD_NETWORKS:
+            review.deny("build", f"build networkmode={mode!r}")
+    if any(request.params("remote")):
+        review.deny("build", "remote build context")
+    if any(request.params("cgroupparent")):
+        review.deny("cgroup-parent", "build cgroupparent")
+    if request.params("securityopt"):
+        review.deny("security-options", "build securityopt")
+    if not review.rules.buildkit:
+        if any(value.strip() not in ("", "1") for value in request.params("version")):
+            review.deny("buildkit", "BuildKit builds are not allowed by this profile")
+        if any(request.params("outputs")) or any(request.params("session")):
+            review.deny("buildkit", "build outputs and sessions need BuildKit")
+    for text in request.params("labels"):
+        try:
+            _labels(review, decode(text), "build labels")
+        except GoJSONError as exc:
+            review.deny("build", f"build labels: {exc}")
+    for tag in request.params("t"):
+        review.need("image", tag, missing_ok=True)
