@@ -55,7 +55,13 @@ def user_labels(text: str | None = None) -> dict[str, str]:
 
 def managed(role: str, **extra: str) -> dict[str, str]:
     """Labels for a new object of ``role``; ``extra`` keys are label suffixes (``engine=...``)."""
-    labels = {**user_labels(), MANAGED: "true", ROLE: role}
+    return {**user_labels(), **own(role, **extra)}
+
+
+def own(role: str, **extra: str) -> dict[str, str]:
+    """dockyard's labels alone, without DOCKYARD_LABELS: for content that must not vary by
+    who built it (image recipes, whose hash is their identity)."""
+    labels = {MANAGED: "true", ROLE: role}
     for key, value in extra.items():
         labels[PREFIX + key.replace("_", "-")] = value
     return labels

@@ -122,7 +122,7 @@ def recipe(role: str) -> Recipe:
         role=role,
         image=f"dockyard/{role}",
         env={"PATH": _PATH},
-        labels=labels.managed(labels.ROLE_IMAGE, image_role=role),
+        labels=labels.own(labels.ROLE_IMAGE, image_role=role),
     )
     match role:
         case "base":

@@ -19,7 +19,7 @@ def test_every_role_has_a_labelled_recipe(role: str) -> None:
     found = recipe(role)
     assert found.role == role
     assert found.ref == f"dockyard/{role}:{recipes.TAG}"
-    assert found.labels == labels.managed(labels.ROLE_IMAGE, image_role=role)
+    assert found.labels == labels.own(labels.ROLE_IMAGE, image_role=role)
     assert "/usr/bin" in found.env["PATH"]
 
 
@@ -139,3 +139,11 @@ def test_import_changes_quote_values() -> None:
     changes = import_changes(Recipe(role="r", image="i", env={"A": 'x "y" z'}, workdir="/w"))
     assert 'ENV A="x \\"y\\" z"' in changes
     assert "WORKDIR /w" in changes
+
+
+def test_hash_does_not_depend_on_who_builds(monkeypatch):
+    """DOCKYARD_LABELS tags objects, not image content: a test run must not force rebuilds."""
+    monkeypatch.delenv("DOCKYARD_LABELS", raising=False)
+    plain = {role: recipes.recipe_hash(recipes.recipe(role)) for role in recipes.ROLES}
+    monkeypatch.setenv("DOCKYARD_LABELS", "ci.job=42")
+    assert {role: recipes.recipe_hash(recipes.recipe(role)) for role in recipes.ROLES} == plain
