@@ -264,20 +264,129 @@ def engine_rm(
             out.print(f"removed {removed}")
 
 
+# --- stacks ----------------------------------------------------------------------------------
+
+config_app = typer.Typer(help="Stack configuration files.", no_args_is_help=True)
+app.add_typer(config_app, name="config")
+
+StackOption = Annotated[str, typer.Option("--stack", "-s", help="stack name")]
+
+
+def _stack_config(file: Path | None, docker: str | None, ci: str | None) -> config.StackConfig:
+    overrides: dict[str, Any] = {}
+    if docker:
+        overrides["docker"] = docker
+    if ci:
+        overrides["ci"] = {"preset": ci}
+    if file is None:
+        return config.validate(config.StackConfig, overrides, "options")
+    loaded = config.load_yaml(file, config.StackConfig).model_dump()
+    if ci:
+        overrides["ci"] = loaded["ci"] | {"preset": ci}
+    return config.validate(config.StackConfig, loaded | overrides, str(file))
+
+
+@app.command("up")
+def up(
+    file: Annotated[
+        Path | None, typer.Option("--file", "-f", help="stack config (dockyard config example)")
+    ] = None,
+    docker: Annotated[
+        str | None,
+        typer.Option(help="dind (an isolated TLS engine) | socket | socket-unsafe (host's engine)"),
+    ] = None,
+    ci: Annotated[str | None, typer.Option(help="CI preset: agent | buildbot | jenkins")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="machine-readable output")] = False,
+) -> None:
+    """Stand up (or reconcile) a stack: network, engine, registry, CI container.
+
+    Idempotent: a second `up` changes nothing; after a config change it recreates what changed
+    and keeps volumes. Names taken by objects that are not the stack's are refused.
+
+        dockyard up && dockyard demo
+    """
+    from dockyard.stack import apply
+
+    cfg = _run(lambda: _stack_config(file, docker, ci))
+    for warning in apply.mode_warnings(cfg):
+        err.print(f"[bold yellow]warning:[/] {warning}", highlight=False)
+    with _status(as_json) as step:
+        report = _run(lambda: apply.up(cfg, progress=step))
+    for warning in report.warnings[len(apply.mode_warnings(cfg)) :]:
+        err.print(f"[bold yellow]warning:[/] {warning}", highlight=False)
+    if as_json:
+        _print_json(report.as_dict())
+        return
+    for action in report.actions:
+        colour = "dim" if action.action == "unchanged" else "green"
+        out.print(f"[{colour}]{action.action:>9}[/] {action.component:<14} {action.name}")
+    out.print(f"stack [bold]{report.stack}[/] up in {report.seconds:.1f} s; the CI container has:")
+    for key, value in report.ci_environment.items():
+        out.print(f"  {key}={value}")
+
+
+@app.command("status")
+def status(
+    stack: StackOption = "dockyard",
+    as_json: Annotated[bool, typer.Option("--json", help="machine-readable output")] = False,
+) -> None:
+    """Each component of a stack, its health as the CI container sees it, and the CI's env."""
+    from dockyard.stack import status as stack_status
+
+    found = _run(lambda: stack_status.status(stack))
+    if as_json:
+        _print_json(found.as_dict())
+        if not found.healthy:
+            raise typer.Exit(1)
+        return
+    table = Table("COMPONENT", "KIND", "NAME", "STATE", "HEALTH", "DETAIL")
+    for c in found.components:
+        table.add_row(c.component, c.kind, c.name, c.state, c.health, c.detail)
+    out.print(table)
+    out.print(f"mode: {found.mode}; the CI container has:")
+    for key, value in found.ci_environment.items():
+        out.print(f"  {key}={value}")
+    if not found.healthy:
+        err.print("[bold red]unhealthy[/]: run dockyard doctor for causes and fixes")
+        raise typer.Exit(1)
+
+
+@app.command("down")
+def down(
+    stack: StackOption = "dockyard",
+    volumes: Annotated[
+        bool, typer.Option(help="also remove volumes (layer cache, registry data, CI home)")
+    ] = False,
+) -> None:
+    """Remove a stack's containers and network; volumes stay unless --volumes."""
+    from dockyard.stack import apply
+
+    for removed in _run(partial(apply.down, stack, volumes=volumes)):
+        out.print(f"removed {removed}")
+
+
+@config_app.command("example")
+def config_example() -> None:
+    """Print a commented stack config with every field at its default."""
+    from importlib import resources
+
+    typer.echo(resources.files("dockyard.stack").joinpath("example.yaml").read_text(), nl=False)
+
+
 # --- main job --------------------------------------------------------------------------------
 
 
 @app.command("demo")
 def demo(
+    stack: StackOption = "dockyard",
     as_json: Annotated[bool, typer.Option("--json", help="machine-readable output")] = False,
-    keep: Annotated[bool, typer.Option(help="keep the engine afterwards")] = False,
 ) -> None:
-    """Create an engine, build and run the example image inside it from a CI-like client
-    container that has only what `engine env` printed, print timings, remove the engine."""
+    """The main job, inside the stack's CI container: docker build the example, docker push it
+    to the stack's registry, then pull and run it on a fresh engine that never saw it."""
     from dockyard import demo as demo_module
 
     with _status(as_json) as step:
-        report = _run(lambda: demo_module.run(keep=keep, progress=step))
+        report = _run(lambda: demo_module.run(stack, progress=step))
     if as_json:
         _print_json(report.as_dict())
         return
@@ -285,4 +394,5 @@ def demo(
     for row in report.steps:
         table.add_row(row.name, f"{row.seconds:.2f}", row.detail)
     out.print(table)
-    out.print(f"output of the built image: [bold]{report.output}[/]")
+    out.print(f"pushed [bold]{report.image}[/] {report.digest}")
+    out.print(f"output on the fresh engine: [bold]{report.output}[/]")

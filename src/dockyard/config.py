@@ -9,7 +9,7 @@ from __future__ import annotations
 import os
 import re
 from pathlib import Path
-from typing import Annotated, Any, TypeVar
+from typing import Annotated, Any, Literal, TypeVar
 from urllib.parse import urlsplit
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, field_validator
@@ -52,6 +52,14 @@ def check_name(value: str, what: str = "engine name") -> str:
     return value
 
 
+def check_mirrors(value: tuple[str, ...]) -> tuple[str, ...]:
+    for item in value:
+        parts = urlsplit(item)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise ValueError(f"invalid registry mirror {item!r}: use http(s)://HOST[:PORT]")
+    return value
+
+
 Size = Annotated[int, BeforeValidator(parse_size)]
 
 
@@ -91,11 +99,7 @@ class EngineSettings(BaseModel):
     @field_validator("registry_mirrors")
     @classmethod
     def _mirrors(cls, value: tuple[str, ...]) -> tuple[str, ...]:
-        for item in value:
-            parts = urlsplit(item)
-            if parts.scheme not in ("http", "https") or not parts.hostname:
-                raise ValueError(f"invalid registry mirror {item!r}: use http(s)://HOST[:PORT]")
-        return value
+        return check_mirrors(value)
 
 
 class EngineOptions(EngineSettings):
@@ -187,3 +191,68 @@ def _line_of(document: Any, loc: tuple[int | str, ...]) -> int:
         else:
             break
     return line
+
+
+# --- stacks ----------------------------------------------------------------------------------
+
+
+class StackEngine(BaseModel):
+    """The stack's engine (``docker: dind``)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    image: str | None = Field(None, description="engine image; default docker:dind or local")
+    mtu: int | None = Field(None, ge=576, le=65535, description="default: the network's MTU")
+    cpus: float | None = Field(None, gt=0, le=1024)
+    memory: Size | None = None
+    pids: int | None = Field(None, ge=16)
+    registry_mirrors: tuple[str, ...] = ()
+    ready_timeout: float = Field(60.0, gt=0)
+
+    @field_validator("registry_mirrors")
+    @classmethod
+    def _mirrors(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        return check_mirrors(value)
+
+
+class StackRegistry(BaseModel):
+    """The push target: a distribution registry on the stack's network."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    enabled: bool = True
+    image: str | None = Field(None, description="default: registry:2, else dockyard/registry")
+
+
+class StackCI(BaseModel):
+    """The CI container: what the pipelines run in."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    preset: Literal["agent", "buildbot", "jenkins"] = "agent"
+    image: str | None = Field(None, description="default: the preset's image")
+    ui_port: int | None = Field(
+        None, ge=1, le=65535, description="publish the CI web UI on 127.0.0.1:PORT"
+    )
+
+
+class StackConfig(BaseModel):
+    """A whole stack: network, engine, registry, CI container. Every field has a default."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    name: str = Field("dockyard", description="prefix of every object the stack creates")
+    docker: Literal["dind", "socket", "socket-unsafe"] = Field(
+        "dind",
+        description="dind: a TLS engine on the network; socket: the host's engine through "
+        "a socket (gives the CI container root on the host unless guarded)",
+    )
+    network_mtu: int | None = Field(None, ge=576, le=65535)
+    engine: StackEngine = Field(default_factory=StackEngine)
+    registry: StackRegistry = Field(default_factory=StackRegistry)
+    ci: StackCI = Field(default_factory=StackCI)
+
+    @field_validator("name")
+    @classmethod
+    def _name(cls, value: str) -> str:
+        return check_name(value, "stack name")

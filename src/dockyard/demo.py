@@ -1,11 +1,13 @@
-"""The main job: an engine, a build and a run inside it, from a CI-like client, timed.
+"""The main job: inside the stack's CI container, build the example, push it to the stack's
+registry, then prove the push by pulling and running it on a fresh engine that never saw it.
 
-Every step goes through the same public API a user has; the client container gets nothing but
-what ``engine env`` prints, so a green demo proves the CI contract end to end.
+The CI container gets nothing but the environment `dockyard up` gave it, so a green demo
+proves the CI contract end to end.
 """
 
 from __future__ import annotations
 
+import re
 import secrets
 import time
 from collections.abc import Callable
@@ -17,8 +19,12 @@ from dockyard import config, docker_api
 from dockyard.engine import client as engine_client
 from dockyard.engine import service
 from dockyard.errors import DockyardError
+from dockyard.images import recipes
+from dockyard.stack.plan import REGISTRY_ALIAS, REGISTRY_PORT, Names
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "hello"
+WORKDIR = "/workspace/hello"
+_DIGEST = re.compile(r"digest: (sha256:[0-9a-f]{64})")
 
 
 @dataclass(frozen=True)
@@ -30,9 +36,11 @@ class Step:
 
 @dataclass
 class Report:
-    engine: str
-    steps: list[Step] = field(default_factory=list)
+    stack: str
+    image: str = ""
+    digest: str = ""
     output: str = ""
+    steps: list[Step] = field(default_factory=list)
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -46,12 +54,19 @@ def example_dir() -> Path:
     return EXAMPLE
 
 
-def run(*, keep: bool = False, progress: Callable[[str], None] = lambda _m: None) -> Report:
-    from dockyard.images import builder
+def push_digest(output: str) -> str:
+    """The digest ``docker push`` reports on its last line."""
+    found = _DIGEST.findall(output)
+    if not found:
+        raise DockyardError(f"docker push printed no digest: {output.strip()[-200:]}")
+    return str(found[-1])
 
+
+def run(stack: str = "dockyard", *, progress: Callable[[str], None] = lambda _m: None) -> Report:
     client = docker_api.shared()
-    source = example_dir()
-    report = Report(engine=f"demo-{secrets.token_hex(3)}")
+    names = Names(stack)
+    ci = _running(client, names.ci)
+    report = Report(stack)
 
     def timed(name: str, action: Callable[[], str]) -> str:
         progress(name)
@@ -60,53 +75,100 @@ def run(*, keep: bool = False, progress: Callable[[str], None] = lambda _m: None
         report.steps.append(Step(name, time.monotonic() - started, detail))
         return detail
 
-    agent = timed("ensure agent image", lambda: builder.ensure("agent", progress=progress))
-    base = timed("ensure base image", lambda: builder.ensure("base", progress=progress))
-    options = config.EngineOptions(name=report.engine)
-    created = service.create(options, client=client, progress=progress)
-    report.steps.append(
-        Step(
-            "create engine (ready, TLS-verified)",
-            created.seconds["total"],
-            f"{created.info.endpoint} {created.info.storage_driver} {created.info.privilege}",
-        )
+    def in_ci(command: list[str], what: str) -> str:
+        return _check(engine_client.run(client, ci, command, workdir=WORKDIR), what)
+
+    engine_client.put_tree(client, ci, example_dir(), WORKDIR)
+    tag = f"demo-{time.strftime('%Y%m%d%H%M%S')}-{secrets.token_hex(2)}"
+    report.image = f"{_push_target(client, names)}/hello:{tag}"
+    base = recipes.recipe(recipes.BASE).ref
+    timed(
+        "docker build (in the CI container)",
+        lambda: in_ci(
+            ["docker", "build", "-q", "--build-arg", f"BASE={base}", "-t", report.image, "."],
+            "docker build",
+        ),
     )
-    cid: str | None = None
+    pushed = timed("docker push", lambda: in_ci(["docker", "push", report.image], "docker push"))
+    report.digest = push_digest(pushed)
+    report.steps[-1] = Step(report.steps[-1].name, report.steps[-1].seconds, report.digest)
+    report.output = _verify_on_fresh_engine(client, names, tag, report, timed)
+    return report
+
+
+def _verify_on_fresh_engine(
+    client: docker_api.DockerClient,
+    names: Names,
+    tag: str,
+    report: Report,
+    timed: Callable[[str, Callable[[], str]], str],
+) -> str:
+    """Pull and run the pushed image on an engine created for this purpose alone."""
+    verifier = f"{names.stack}-verify-{secrets.token_hex(2)}"
+    ref = f"{REGISTRY_ALIAS}:{REGISTRY_PORT}/hello:{tag}"
+    options = config.EngineOptions(
+        name=verifier,
+        network=names.network,
+        insecure_registries=(f"{REGISTRY_ALIAS}:{REGISTRY_PORT}",),
+    )
+    timed(
+        "create a fresh engine to verify",
+        lambda: service.create(options, client=client).info.endpoint,
+    )
     try:
-        timed("seed base image into engine", lambda: service.seed(report.engine, [base]))
-        cid = engine_client.start(report.engine, agent, client=client)
-        engine_client.put_tree(client, cid, source, "/work/hello")
-        build = timed(
-            "docker build (in client container)",
-            lambda: _check(
-                engine_client.run(
-                    client,
-                    cid,
-                    ["docker", "build", "-q", "--build-arg", f"BASE={base}", "-t", "hello", "."],
-                    workdir="/work/hello",
-                ),
-                "docker build",
-            ),
+        container = service.get(verifier, client).container
+
+        def inside(command: list[str], what: str) -> str:
+            return _check(engine_client.run(client, container, command), what)
+
+        timed("docker pull (fresh engine)", lambda: inside(["docker", "pull", "-q", ref], "pull"))
+        pulled = inside(
+            ["docker", "image", "inspect", "--format", '{{join .RepoDigests " "}}', ref],
+            "inspect",
         )
-        report.steps[-1] = Step(report.steps[-1].name, report.steps[-1].seconds, build)
-        report.output = timed(
-            "docker run (in client container)",
-            lambda: _check(
-                engine_client.run(client, cid, ["docker", "run", "--rm", "hello"]), "docker run"
-            ),
+        if report.digest not in pulled:
+            raise DockyardError(
+                f"the fresh engine pulled {pulled or 'no digest'}, not the pushed {report.digest}"
+            )
+        return timed(
+            "docker run (fresh engine)", lambda: inside(["docker", "run", "--rm", ref], "run")
         )
     finally:
-        if cid:
-            engine_client.remove(client, cid)
-        if not keep:
-            timed("remove engine", lambda: ", ".join(service.rm(report.engine, volumes=True)))
-    return report
+        service.rm(verifier, volumes=True, client=client)
+
+
+def _push_target(client: docker_api.DockerClient, names: Names) -> str:
+    """``registry:5000`` through the stack's engine; the published loopback port through the
+    host's engine (socket mode), which resolves no container names."""
+    try:
+        registry = client.api.inspect_container(names.registry)
+    except docker_api.NotFound:
+        raise DockyardError(
+            f"stack {names.stack} has no registry to push to", fix="enable registry in the config"
+        ) from None
+    bindings = (registry["NetworkSettings"].get("Ports") or {}).get(f"{REGISTRY_PORT}/tcp")
+    if bindings:
+        return f"localhost:{bindings[0]['HostPort']}"
+    return f"{REGISTRY_ALIAS}:{REGISTRY_PORT}"
+
+
+def _running(client: docker_api.DockerClient, name: str) -> str:
+    try:
+        found = client.api.inspect_container(name)
+    except docker_api.NotFound:
+        raise DockyardError(
+            f"no CI container {name}: the stack is not up", fix="run: dockyard up"
+        ) from None
+    if not found["State"]["Running"]:
+        raise DockyardError(f"CI container {name} is {found['State']['Status']}", fix="dockyard up")
+    return str(found["Id"])
 
 
 def _check(result: engine_client.ExecResult, what: str) -> str:
     if result.code != 0:
         raise DockyardError(
-            f"{what} failed in the client container (exit {result.code}): "
-            + " | ".join(result.output.strip().splitlines()[-8:])
+            f"{what} failed (exit {result.code}): "
+            + " | ".join(result.output.strip().splitlines()[-8:]),
+            fix="see what is wrong with: dockyard doctor",
         )
     return result.output.strip()

@@ -30,6 +30,7 @@ ROLE_NETWORK = "network"
 ROLE_IMAGE = "image"
 ROLE_PROBE = "probe"
 ROLE_CLIENT = "client"
+ROLE_STACK = "stack"
 
 
 USER_LABELS_ENV = "DOCKYARD_LABELS"

@@ -27,6 +27,7 @@ from dockyard.engine.spec import (
     create_body,
 )
 from dockyard.errors import DockyardError
+from dockyard.images import resolve
 
 Progress = Callable[[str], None]
 DEFAULT_MTU = 1500
@@ -114,7 +115,13 @@ def _decide(
     network, network_exists = _network_for(client, options)
     cache = options.cache or f"dockyard-cache-{options.name}"
     _refuse_shared_cache(client, cache)  # checked again under the volume lock
-    image = _resolve_image(client, options.image, progress)
+    image = resolve.image(
+        client,
+        options.image,
+        official=config.OFFICIAL_ENGINE_IMAGE,
+        role="engine",
+        progress=progress,
+    )
     decision = host.privilege_decision(client, image)
     assert decision.mode is not None
     mtu = options.mtu or (_network_mtu(client, network) if network_exists else DEFAULT_MTU)
@@ -316,39 +323,6 @@ def _network_mtu(client: docker_api.DockerClient, network: str) -> int:
     options = client.api.inspect_network(network).get("Options") or {}
     value = options.get("com.docker.network.driver.mtu")
     return int(value) if value and str(value).isdigit() else DEFAULT_MTU
-
-
-def _resolve_image(client: docker_api.DockerClient, wanted: str | None, progress: Progress) -> str:
-    """An explicit image must exist or pull; the default prefers the official one."""
-    if wanted:
-        if _have_or_pull(client, wanted):
-            return wanted
-        raise DockyardError(
-            f"engine image {wanted} is not on the host engine and cannot be pulled",
-            fix="check the name, or build dockyard's own with: dockyard images build --role engine",
-        )
-    if _have_or_pull(client, config.OFFICIAL_ENGINE_IMAGE):
-        return config.OFFICIAL_ENGINE_IMAGE
-    from dockyard.images import builder
-
-    progress(
-        f"{config.OFFICIAL_ENGINE_IMAGE} cannot be pulled here: using dockyard's engine image "
-        "(building it from Debian packages if missing, about a minute)"
-    )
-    return builder.ensure("engine", progress=progress)
-
-
-def _have_or_pull(client: docker_api.DockerClient, image: str) -> bool:
-    try:
-        client.api.inspect_image(image)
-        return True
-    except docker_api.NotFound:
-        pass
-    try:
-        client.api.pull(image)
-        return True
-    except docker_api.APIError:
-        return False
 
 
 def _refuse_shared_cache(client: docker_api.DockerClient, volume: str) -> None:

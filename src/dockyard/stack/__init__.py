@@ -1,0 +1,1 @@
+"""Stacks: network, engine, registry and CI container, planned purely and reconciled."""

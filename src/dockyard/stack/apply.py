@@ -1,0 +1,282 @@
+"""The reconciler: apply a stack plan idempotently against the host engine.
+
+Create what is missing, keep what matches (its spec-hash label), recreate what changed (named
+volumes are kept), and refuse, before changing anything, any name taken by an object that is
+not this stack's.
+"""
+
+from __future__ import annotations
+
+import io
+import tarfile
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from dockyard import config, docker_api, labels, pki
+from dockyard.engine import client as engine_client
+from dockyard.engine import service
+from dockyard.errors import DockyardError
+from dockyard.images import builder, recipes, resolve
+from dockyard.stack import presets
+from dockyard.stack.plan import (
+    CERT_PATH,
+    COMPONENT,
+    SPEC_HASH,
+    Desired,
+    Facts,
+    Names,
+    ci_environment,
+    plan,
+)
+
+Progress = Callable[[str], None]
+OFFICIAL_REGISTRY_IMAGE = "registry:2"
+_STORAGE = {OFFICIAL_REGISTRY_IMAGE: "/var/lib/registry"}
+DOCKYARD_REGISTRY_STORAGE = "/var/lib/docker-registry"
+
+
+@dataclass(frozen=True)
+class Action:
+    component: str
+    name: str
+    action: str  # created | unchanged | recreated
+
+
+@dataclass
+class UpReport:
+    stack: str
+    mode: str
+    actions: list[Action] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+    ci_environment: dict[str, str] = field(default_factory=dict)
+    seconds: float = 0.0
+
+    @property
+    def changed(self) -> bool:
+        return any(a.action != "unchanged" for a in self.actions)
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self) | {"changed": self.changed}
+
+
+def _noop(_: str) -> None:
+    return None
+
+
+def mode_warnings(cfg: config.StackConfig) -> list[str]:
+    if cfg.docker == "dind":
+        return []
+    return [
+        f"--docker {cfg.docker}: the CI container gets the host's Docker socket, which is root "
+        "on the host (any job can run a privileged container with / mounted); use --docker "
+        "dind to isolate CI"
+    ]
+
+
+def gather_facts(
+    client: docker_api.DockerClient, cfg: config.StackConfig, progress: Progress
+) -> Facts:
+    """Resolve and build every image the plan names; nothing is created yet."""
+    preset = presets.get(cfg.ci.preset)
+    engine_image = None
+    if cfg.docker == "dind":
+        engine_image = resolve.image(
+            client, cfg.engine.image, official=config.OFFICIAL_ENGINE_IMAGE, role="engine",
+            progress=progress,
+        )  # fmt: skip
+    registry_image = resolve.image(
+        client, cfg.registry.image, official=OFFICIAL_REGISTRY_IMAGE, role="registry",
+        progress=progress,
+    )  # fmt: skip
+    ci_image = cfg.ci.image or preset.image
+    if not resolve.have_or_pull(client, ci_image):
+        if cfg.ci.image or preset.image_role is None:
+            raise DockyardError(
+                f"CI image {ci_image} is not on the host engine and cannot be pulled",
+                fix=f"build it (see the {preset.name} preset in the README) or set ci.image",
+            )
+        builder.ensure(preset.image_role, progress=progress)
+    builder.ensure(recipes.BASE, progress=progress)
+    refs = [r for r in (engine_image, registry_image, ci_image) if r]
+    return Facts(
+        engine_image=engine_image,
+        registry_image=registry_image,
+        registry_storage=_STORAGE.get(registry_image, DOCKYARD_REGISTRY_STORAGE),
+        preset=preset,
+        image_ids={ref: resolve.image_id(client, ref) for ref in refs},
+    )
+
+
+def up(
+    cfg: config.StackConfig,
+    *,
+    client: docker_api.DockerClient | None = None,
+    progress: Progress = _noop,
+) -> UpReport:
+    """Bring the stack to ``cfg``; a second call with the same config changes nothing."""
+    client = client or docker_api.shared()
+    started = time.monotonic()
+    report = UpReport(cfg.name, cfg.docker, warnings=mode_warnings(cfg))
+    report.ci_environment = ci_environment(cfg)
+    progress("resolving images")
+    facts = gather_facts(client, cfg, progress)
+    desired = plan(cfg, facts)
+    existing = {d.name: _inspect(client, d) for d in desired}
+    _refuse_foreign(cfg.name, desired, existing)
+    changed: set[str] = set()
+    for item in desired:
+        found = existing[item.name]
+        action = _action(item, found)
+        if action != "unchanged":
+            progress(
+                f"{item.component} {item.name}: {'creating' if found is None else 'recreating'}"
+            )
+            _apply(client, cfg, item, found, changed=changed, progress=progress)
+        elif item.kind in ("network", "volume") and found and _hash(found) != item.spec_hash:
+            report.warnings.append(
+                f"{item.kind} {item.name} differs from the config; it is kept (data is never "
+                "dropped): run dockyard down then up to rebuild it"
+            )
+        report.actions.append(Action(item.component, item.name, action))
+        if action != "unchanged":
+            changed.add(item.component)
+    report.seconds = time.monotonic() - started
+    return report
+
+
+def _action(item: Desired, found: dict[str, Any] | None) -> str:
+    """Pure: what to do with one object given what exists under its name."""
+    if found is None:
+        return "created"
+    if item.kind in ("network", "volume"):
+        return "unchanged"  # never dropped implicitly: they hold data and connections
+    running = found.get("State", {}).get("Running", False)
+    return "unchanged" if _hash(found) == item.spec_hash and running else "recreated"
+
+
+def _apply(
+    client: docker_api.DockerClient,
+    cfg: config.StackConfig,
+    item: Desired,
+    found: dict[str, Any] | None,
+    *,
+    changed: set[str],
+    progress: Progress,
+) -> None:
+    names = Names(cfg.name)
+    if item.kind == "network":
+        client.api.create_network(item.name, labels=item.labels, **item.body)
+    elif item.kind == "volume":
+        client.api.create_volume(item.name, labels=item.labels)
+    elif item.kind == "engine":
+        if found is not None:
+            service.rm(item.name, client=client)  # keeps the cache volume
+        options = config.EngineOptions.model_validate(item.body | {"extra_labels": item.labels})
+        service.create(options, client=client, progress=progress)
+        service.seed(item.name, [recipes.recipe(recipes.BASE).ref], client=client)
+        _fill_certs(client, names)
+    else:
+        if found is not None:
+            client.api.remove_container(item.name, force=True, v=True)
+        if item.component == "ci" and cfg.docker == "dind" and "engine" not in changed:
+            _fill_certs(client, names)  # a new CI container always gets current certificates
+        cid = client.api.create_container_from_config(item.body, name=item.name)["Id"]
+        preset = presets.get(cfg.ci.preset)
+        if item.component == "ci" and preset.files:
+            engine_client.put_files(client, cid, preset.files)
+        client.api.start(cid)
+
+
+def _fill_certs(client: docker_api.DockerClient, names: Names) -> None:
+    """Copy the engine's client bundle into the certs volume (mounted read-only in CI)."""
+    bundle = pki.PkiStore().client_bundle(f"engine-{names.engine}")
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w") as archive:
+        for name, data in bundle.items():
+            entry = tarfile.TarInfo(name)
+            entry.size, entry.mode = len(data), 0o600 if name == pki.KEY else 0o644
+            archive.addfile(entry, io.BytesIO(data))
+    writer = client.api.create_container_from_config(
+        {
+            "Image": recipes.recipe(recipes.BASE).ref,
+            "Cmd": ["true"],
+            "Labels": labels.managed(labels.ROLE_CLIENT, stack=names.stack),
+            "HostConfig": {"Binds": [f"{names.certs}:{CERT_PATH}"]},
+        }
+    )["Id"]
+    try:
+        client.api.put_archive(writer, CERT_PATH, buffer.getvalue())
+    finally:
+        client.api.remove_container(writer, force=True)
+
+
+def _inspect(client: docker_api.DockerClient, item: Desired) -> dict[str, Any] | None:
+    inspect = {
+        "network": client.api.inspect_network,
+        "volume": client.api.inspect_volume,
+    }.get(item.kind, client.api.inspect_container)
+    try:
+        found: dict[str, Any] = inspect(item.name)
+    except docker_api.NotFound:
+        return None
+    # inspect_network matches ID prefixes too: only an exact name is "taken"
+    if found.get("Name", "").lstrip("/") != item.name:
+        return None
+    return found
+
+
+def _labels_of(found: dict[str, Any]) -> dict[str, str]:
+    raw = found.get("Labels")
+    if raw is None:
+        raw = (found.get("Config") or {}).get("Labels")
+    return dict(raw or {})
+
+
+def _hash(found: dict[str, Any]) -> str | None:
+    return _labels_of(found).get(SPEC_HASH)
+
+
+def _refuse_foreign(
+    stack: str, desired: list[Desired], existing: dict[str, dict[str, Any] | None]
+) -> None:
+    """Names held by anything that is not this stack's: refuse all, change nothing."""
+    foreign = []
+    for item in desired:
+        found = existing[item.name]
+        if found is None:
+            continue
+        owned = _labels_of(found)
+        if not labels.is_managed(owned) or owned.get(labels.STACK) != stack:
+            foreign.append(f"{item.kind} {item.name}")
+    if foreign:
+        raise DockyardError(
+            f"stack {stack}: {', '.join(foreign)} already exist(s) and are not this stack's "
+            "(left alone)",
+            fix="remove or rename them, or choose another stack name (name: in the config)",
+        )
+
+
+def down(
+    stack: str, *, volumes: bool = False, client: docker_api.DockerClient | None = None
+) -> list[str]:
+    """Remove the stack's containers and network; its volumes only with ``volumes``."""
+    client = client or docker_api.shared()
+    selector = {"label": labels.selector(stack=stack)}
+    removed = []
+    for container in client.api.containers(all=True, filters=selector):
+        name = container["Names"][0].lstrip("/")
+        if container["Labels"].get(COMPONENT) == "engine":
+            service.rm(name, client=client)
+        else:
+            client.api.remove_container(container["Id"], force=True, v=True)
+        removed.append(f"container {name}")
+    for network in client.api.networks(filters=selector):
+        client.api.remove_network(network["Id"])
+        removed.append(f"network {network['Name']}")
+    if volumes:
+        for volume in client.api.volumes(filters=selector).get("Volumes") or []:
+            client.api.remove_volume(volume["Name"], force=True)
+            removed.append(f"volume {volume['Name']}")
+    return removed

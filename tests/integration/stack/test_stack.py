@@ -1,0 +1,107 @@
+"""Stacks end to end on the real engine: up, demo, status, down, reconcile, refuse."""
+
+from __future__ import annotations
+
+import contextlib
+import secrets
+
+import pytest
+
+from dockyard import config, demo
+from dockyard.errors import DockyardError
+from dockyard.stack import apply
+from dockyard.stack import status as stack_status
+
+pytestmark = pytest.mark.docker
+
+
+def stack_config(**fields):
+    return config.validate(config.StackConfig, {"name": f"st-{secrets.token_hex(3)}", **fields})
+
+
+@contextlib.contextmanager
+def stack_up(cfg, docker_client):
+    try:
+        yield apply.up(cfg, client=docker_client)
+    finally:
+        apply.down(cfg.name, volumes=True, client=docker_client)
+
+
+def labelled(docker_client, stack):
+    selector = {"label": f"io.dockyard.stack={stack}"}
+    return (
+        docker_client.api.containers(all=True, filters=selector),
+        docker_client.api.volumes(filters=selector)["Volumes"] or [],
+        docker_client.api.networks(filters=selector),
+    )
+
+
+@pytest.mark.parametrize("mode", ["dind", "socket"])
+def test_up_demo_status_down(mode, docker_client, agent_image, engine_image, base_image):
+    cfg = stack_config(docker=mode)
+    with stack_up(cfg, docker_client) as report:
+        assert report.changed
+        assert bool(report.warnings) == (mode == "socket")  # socket mode warns: root on host
+        found = stack_status.status(cfg.name, docker_client)
+        assert found.healthy, found
+        assert found.mode == mode
+        result = demo.run(cfg.name)
+        assert result.digest.startswith("sha256:")
+        assert "hello from a container built inside a dockyard engine" in result.output
+        assert [s.name for s in result.steps][-2:] == [
+            "docker pull (fresh engine)",
+            "docker run (fresh engine)",
+        ]
+        again = apply.up(cfg, client=docker_client)
+        assert not again.changed  # idempotent
+    assert labelled(docker_client, cfg.name) == ([], [], [])
+
+
+def test_config_change_recreates_what_changed_and_keeps_volumes(docker_client, engine_image):
+    cfg = stack_config()
+    with stack_up(cfg, docker_client):
+        engine_before = docker_client.api.inspect_container(f"{cfg.name}-engine")["Id"]
+        ci_before = docker_client.api.inspect_container(f"{cfg.name}-ci")["Id"]
+        changed = cfg.model_copy(update={"engine": config.StackEngine(memory=2 * 1024**3)})
+        report = apply.up(changed, client=docker_client)
+        actions = {a.component: a.action for a in report.actions}
+        assert actions["engine"] == "recreated"
+        assert actions["ci"] == "unchanged"
+        assert actions["engine-cache"] == "unchanged"
+        after = docker_client.api.inspect_container(f"{cfg.name}-engine")
+        assert after["Id"] != engine_before
+        assert after["HostConfig"]["Memory"] == 2 * 1024**3
+        assert docker_client.api.inspect_container(f"{cfg.name}-ci")["Id"] == ci_before
+        assert stack_status.status(cfg.name, docker_client).healthy
+
+
+def test_down_keeps_volumes_unless_asked(docker_client, engine_image):
+    cfg = stack_config(registry={"enabled": False})
+    try:
+        apply.up(cfg, client=docker_client)
+        apply.down(cfg.name, client=docker_client)
+        containers, volumes, networks = labelled(docker_client, cfg.name)
+        assert containers == []
+        assert networks == []
+        assert {v["Name"] for v in volumes} == {
+            f"{cfg.name}-engine-cache", f"{cfg.name}-certs", f"{cfg.name}-ci-home",
+        }  # fmt: skip
+    finally:
+        apply.down(cfg.name, volumes=True, client=docker_client)
+
+
+def test_foreign_names_are_refused_before_anything_changes(docker_client, base_image):
+    cfg = stack_config()
+    foreign = docker_client.api.create_container(base_image, ["true"], name=f"{cfg.name}-ci")
+    try:
+        with pytest.raises(DockyardError, match=r"container \S+-ci already exist"):
+            apply.up(cfg, client=docker_client)
+        assert labelled(docker_client, cfg.name) == ([], [], [])
+        assert docker_client.api.inspect_container(foreign["Id"])["Config"]["Cmd"] == ["true"]
+    finally:
+        docker_client.api.remove_container(foreign["Id"], force=True)
+
+
+def test_demo_without_a_stack_says_how_to_start_one():
+    with pytest.raises(DockyardError, match="the stack is not up"):
+        demo.run(f"nostack-{secrets.token_hex(3)}")
