@@ -328,6 +328,11 @@ def _private_dir(path: Path) -> None:
 class PkiStore:
     """One CA per host, and the client cert dirs handed to CI containers as DOCKER_CERT_PATH.
 
+    The host CA signs servers; clients are signed by a per-engine *issuer* CA that only its
+    engine trusts (dockerd's ``--tlscacert``), so a client certificate opens one engine, and
+    removing the issuer when the engine goes means no certificate it signed opens anything.
+    Clients verify servers with the host CA (their ``ca.pem``).
+
     Writes happen under the host-wide ``pki`` lock, so parallel dockyard processes agree on
     one CA. Server certificates are never stored: each engine gets a fresh one at creation.
     """
@@ -337,55 +342,76 @@ class PkiStore:
 
     def ca(self) -> KeyPair:
         """The host's CA, created on first use; its key never leaves ``root``."""
-        loaded = self._load_ca()
+        return self._ca_at(self.root, "dockyard CA")
+
+    def issuer(self, engine: str) -> KeyPair:
+        """The CA that signs ``engine``'s clients, and that only ``engine`` trusts."""
+        return self._ca_at(self._issuer_path(engine), f"dockyard clients of {engine}"[:64])
+
+    def remove_issuer(self, engine: str) -> None:
+        """Retire every client certificate of ``engine`` at once."""
+        path = self._issuer_path(engine)
+        with locked("pki"):
+            shutil.rmtree(path, ignore_errors=True)
+
+    def _issuer_path(self, engine: str) -> Path:
+        return self._client_path(engine).parent.parent / "issuers" / engine
+
+    def _ca_at(self, root: Path, common_name: str) -> KeyPair:
+        loaded = self._load_ca(root)
         if loaded is not None:
             return loaded
         with locked("pki"):
-            loaded = self._load_ca()
+            loaded = self._load_ca(root)
             if loaded is not None:
                 return loaded
-            ca = new_ca(now=datetime.now(UTC))
-            _private_dir(self.root)
+            ca = new_ca(common_name, now=datetime.now(UTC))
+            _private_dir(root.parent)
+            _private_dir(root)
             # The key lands first: a present ca.pem means a complete CA to every reader.
-            write_private(self.root / CA_KEY, ca.key_pem, 0o600)
-            write_private(self.root / CA_CERT, ca.cert_pem, 0o644)
+            write_private(root / CA_KEY, ca.key_pem, 0o600)
+            write_private(root / CA_CERT, ca.cert_pem, 0o644)
             return ca
 
-    def _load_ca(self) -> KeyPair | None:
-        cert_path, key_path = self.root / CA_CERT, self.root / CA_KEY
+    def _load_ca(self, root: Path) -> KeyPair | None:
+        cert_path, key_path = root / CA_CERT, root / CA_KEY
         if not cert_path.exists():
             return None
         if not key_path.exists():
             raise DockyardError(
                 f"{cert_path} exists without its key {key_path}",
-                fix=f"remove {self.root} to start a new CA (engines and clients are re-issued)",
+                fix=f"remove {root} to start a new CA (engines and clients are re-issued)",
             )
         ca = KeyPair(cert_path.read_bytes(), key_path.read_bytes())
         if not check_key_matches(ca.cert_pem, ca.key_pem):
             raise DockyardError(
                 f"{key_path} is not the key of {cert_path}",
-                fix=f"remove {self.root} to start a new CA (engines and clients are re-issued)",
+                fix=f"remove {root} to start a new CA (engines and clients are re-issued)",
             )
         return ca
 
     def server_bundle(
         self, engine: str, dns_names: Sequence[str], ip_addresses: Sequence[str] = ("127.0.0.1",)
     ) -> dict[str, bytes]:
-        """The files dockerd's ``--tlscacert/--tlscert/--tlskey`` read, named as dind names them."""
+        """The files dockerd's ``--tlscacert/--tlscert/--tlskey`` read, named as dind names them.
+
+        ``ca.pem`` here is the engine's issuer: dockerd uses it to verify clients only.
+        """
         ca = self.ca()
         server = issue_server(
             ca, engine, dns_names=dns_names, ip_addresses=ip_addresses, now=datetime.now(UTC)
         )
-        return {CA_CERT: ca.cert_pem, CERT: server.cert_pem, KEY: server.key_pem}
+        return {CA_CERT: self.issuer(engine).cert_pem, CERT: server.cert_pem, KEY: server.key_pem}
 
-    def client_dir(self, name: str) -> Path:
-        """A DOCKER_CERT_PATH for ``name``, re-issued only when it would soon stop working."""
-        self._ensure_client(name)
+    def client_dir(self, name: str, engine: str | None = None) -> Path:
+        """A DOCKER_CERT_PATH for ``name`` (a client of ``engine`` when given), re-issued only
+        when it would soon stop working."""
+        self._ensure_client(name, engine)
         return self._client_path(name)
 
-    def client_bundle(self, name: str) -> dict[str, bytes]:
+    def client_bundle(self, name: str, engine: str | None = None) -> dict[str, bytes]:
         """The contents of :meth:`client_dir`, read under the lock so never half-rewritten."""
-        return self._ensure_client(name)
+        return self._ensure_client(name, engine)
 
     def remove_client(self, name: str) -> None:
         path = self._client_path(name)
@@ -401,17 +427,19 @@ class PkiStore:
             )
         return self.root / "clients" / name
 
-    def _ensure_client(self, name: str) -> dict[str, bytes]:
+    def _ensure_client(self, name: str, engine: str | None) -> dict[str, bytes]:
         path = self._client_path(name)
-        ca = self.ca()  # Outside the lock: flock is per open file, so nesting would deadlock.
+        # Outside the lock: flock is per open file, so nesting would deadlock.
+        ca = self.ca()
+        signer = self.issuer(engine) if engine else ca
         now = datetime.now(UTC)
         with locked("pki"):
             files = {
                 f: (path / f).read_bytes() for f in (CA_CERT, CERT, KEY) if (path / f).exists()
             }
-            if len(files) == 3 and self._client_usable(ca, files, now):
+            if len(files) == 3 and self._client_usable(ca, signer, files, now):
                 return files
-            client = issue_client(ca, name, now=now)
+            client = issue_client(signer, name, now=now)
             files = {CA_CERT: ca.cert_pem, CERT: client.cert_pem, KEY: client.key_pem}
             _private_dir(path.parent)
             _private_dir(path)
@@ -421,10 +449,12 @@ class PkiStore:
             return files
 
     @staticmethod
-    def _client_usable(ca: KeyPair, files: dict[str, bytes], now: datetime) -> bool:
+    def _client_usable(
+        ca: KeyPair, signer: KeyPair, files: dict[str, bytes], now: datetime
+    ) -> bool:
         if files[CA_CERT] != ca.cert_pem or not check_key_matches(files[CERT], files[KEY]):
             return False
-        if check_certificate(ca.cert_pem, files[CERT], now=now, purpose="client"):
+        if check_certificate(signer.cert_pem, files[CERT], now=now, purpose="client"):
             return False
         expires = x509.load_pem_x509_certificate(files[CERT]).not_valid_after_utc
         return expires - now > RENEW_BEFORE

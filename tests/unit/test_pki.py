@@ -342,8 +342,11 @@ def test_server_bundle_is_fresh_and_never_holds_the_ca_key(store: PkiStore) -> N
     ca = store.ca()
     bundle = store.server_bundle("engine-1", ["docker"], ["127.0.0.1", "::1"])
     assert set(bundle) == {"ca.pem", "cert.pem", "key.pem"}
-    assert bundle["ca.pem"] == ca.cert_pem
+    # dockerd's --tlscacert: the engine's own client issuer, not the host CA
+    assert bundle["ca.pem"] == store.issuer("engine-1").cert_pem
+    assert bundle["ca.pem"] != ca.cert_pem
     assert ca.key_pem not in bundle.values()
+    assert store.issuer("engine-1").key_pem not in bundle.values()
     assert check_key_matches(bundle["cert.pem"], bundle["key.pem"])
     now = datetime.now(UTC)
     for hostname in ("docker", "::1"):
@@ -354,7 +357,26 @@ def test_server_bundle_is_fresh_and_never_holds_the_ca_key(store: PkiStore) -> N
             == []
         )
     assert store.server_bundle("engine-1", ["docker"])["cert.pem"] != bundle["cert.pem"]
-    assert sorted(p.name for p in store.root.iterdir()) == ["ca-key.pem", "ca.pem"]
+    assert sorted(p.name for p in store.root.iterdir()) == ["ca-key.pem", "ca.pem", "issuers"]
+
+
+def test_engine_clients_are_signed_by_that_engine_issuer_only(store: PkiStore) -> None:
+    now = datetime.now(UTC)
+    a = store.client_bundle("engine-a", engine="a")
+    assert a["ca.pem"] == store.ca().cert_pem  # to verify servers
+    assert (
+        check_certificate(store.issuer("a").cert_pem, a["cert.pem"], now=now, purpose="client")
+        == []
+    )
+    problems = check_certificate(
+        store.issuer("b").cert_pem, a["cert.pem"], now=now, purpose="client"
+    )
+    assert problems  # engine b's issuer did not sign it
+    key = (store.root / "issuers" / "a" / "ca-key.pem").stat().st_mode & 0o777
+    assert key == 0o600
+    store.remove_issuer("a")
+    again = store.client_bundle("engine-a", engine="a")  # a new issuer: re-issued
+    assert again["cert.pem"] != a["cert.pem"]
 
 
 def test_client_dir_layout_and_modes(store: PkiStore) -> None:

@@ -101,7 +101,10 @@ def create(
                 f"see: dockyard engine logs {spec.name}",
             )
         if not spec.insecure:
-            pki.PkiStore().client_dir(_client_name(spec.name))
+            pki.PkiStore().client_dir(_client_name(spec.name), engine=spec.name)
+        # Only a proven engine comes back by itself after a host restart: set now, a broken one
+        # would have looped instead of failing with its log.
+        client.api.update_container(cid, restart_policy={"Name": "unless-stopped"})
         undo.pop_all()
     timings["total"] = time.monotonic() - started
     return Created(_describe(client.api.inspect_container(cid)), timings, tuple(warnings))
@@ -192,7 +195,7 @@ def env(name: str, client: docker_api.DockerClient | None = None) -> dict[str, s
     info = get(name, client)
     if info.endpoint.endswith(":2375"):
         return {"DOCKER_HOST": info.endpoint}
-    cert_dir = pki.PkiStore().client_dir(_client_name(name))
+    cert_dir = pki.PkiStore().client_dir(_client_name(name), engine=name)
     return {
         "DOCKER_HOST": info.endpoint,
         "DOCKER_TLS_VERIFY": "1",
@@ -223,7 +226,9 @@ def rm(
     if volumes and _is_ours(client.api.inspect_volume(info.cache_volume).get("Labels")):
         client.api.remove_volume(info.cache_volume, force=True)
         removed.append(f"volume {info.cache_volume}")
-    pki.PkiStore().remove_client(_client_name(name))
+    store = pki.PkiStore()
+    store.remove_client(_client_name(name))
+    store.remove_issuer(name)
     return removed
 
 
@@ -353,10 +358,9 @@ def _certificate_tar(spec: EngineSpec) -> bytes:
     """The engine's server certificate and its own probe client, as a tar to copy in."""
     store = pki.PkiStore()
     server = store.server_bundle(spec.name, spec.dns_names, ("127.0.0.1",))
-    ca = store.ca()
-    probe = pki.issue_client(ca, f"probe@{spec.name}", now=datetime.now(UTC))
+    probe = pki.issue_client(store.issuer(spec.name), f"probe@{spec.name}", now=datetime.now(UTC))
     files = {f"{SERVER_TLS_DIR}/{name}": data for name, data in server.items()} | {
-        f"{PROBE_TLS_DIR}/ca.pem": ca.cert_pem,
+        f"{PROBE_TLS_DIR}/ca.pem": store.ca().cert_pem,
         f"{PROBE_TLS_DIR}/cert.pem": probe.cert_pem,
         f"{PROBE_TLS_DIR}/key.pem": probe.key_pem,
     }

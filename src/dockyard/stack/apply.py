@@ -191,7 +191,7 @@ def _apply(
 
 def _fill_certs(client: docker_api.DockerClient, names: Names) -> None:
     """Copy the engine's client bundle into the certs volume (mounted read-only in CI)."""
-    bundle = pki.PkiStore().client_bundle(f"engine-{names.engine}")
+    bundle = pki.PkiStore().client_bundle(f"engine-{names.engine}", engine=names.engine)
     buffer = io.BytesIO()
     with tarfile.open(fileobj=buffer, mode="w") as archive:
         for name, data in bundle.items():

@@ -55,6 +55,8 @@ def test_engine_is_listed_with_what_ci_needs(engine, docker_client):
     assert info.storage_driver == "overlay2"
     assert info.privilege in ("privileged", "caps", "sysbox")
     assert info.network == f"dockyard-{engine.name}"
+    inspected = docker_client.api.inspect_container(info.container)
+    assert inspected["HostConfig"]["RestartPolicy"]["Name"] == "unless-stopped"
 
 
 def test_env_is_what_the_docker_cli_expects(engine):
@@ -120,6 +122,20 @@ def test_client_with_certificate_from_another_ca_is_refused(docker_client, agent
     assert result.code != 0
     assert "bad certificate" in result.output
     assert "Server:" not in result.output
+
+
+def test_a_client_of_one_engine_cannot_open_another(docker_client, engine, agent, unique):
+    """Each engine trusts only its own issuer: one tenant's certificate opens one engine."""
+    other = unique("other")
+    service.create(options(other, network=engine.network), client=docker_client)
+    try:
+        own = sh(docker_client, agent, "docker version --format '{{.Server.Version}}'")
+        assert own.code == 0, own.output
+        foreign = sh(docker_client, agent, f"docker -H tcp://{other}:2376 version")
+        assert foreign.code != 0
+        assert "bad certificate" in foreign.output
+    finally:
+        service.rm(other, volumes=True, client=docker_client)
 
 
 def test_nothing_listens_on_2375_and_only_2376_beyond_loopback(docker_client, agent, engine):
