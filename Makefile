@@ -7,9 +7,10 @@ STAMP   := $(VENV)/.installed
 .PHONY: run test unit lint bench engine-up images clean
 
 run: $(STAMP) engine-up images
+	$(BIN)/dockyard up
 	$(BIN)/dockyard demo
 
-test: $(STAMP) engine-up lint
+test: $(STAMP) engine-up lint images
 	$(BIN)/pytest -n 2 tests
 
 unit: $(STAMP)
