@@ -373,6 +373,46 @@ def config_example() -> None:
     typer.echo(resources.files("dockyard.stack").joinpath("example.yaml").read_text(), nl=False)
 
 
+ci_app = typer.Typer(help="The stack's CI server (buildbot preset).", no_args_is_help=True)
+app.add_typer(ci_app, name="ci")
+
+
+@ci_app.command("build")
+def ci_build(
+    stack: StackOption = "dockyard",
+    timeout: Annotated[float, typer.Option(help="seconds to wait for the build")] = 600,
+    as_json: Annotated[bool, typer.Option("--json", help="machine-readable output")] = False,
+) -> None:
+    """Trigger the buildbot preset's `image` build (build and push the example) and follow it
+    to the end; exits non-zero when the build fails."""
+    from dataclasses import asdict
+
+    from dockyard import docker_api
+    from dockyard.stack.plan import Names
+    from dockyard.stack.presets import buildbot
+
+    container = Names(stack).ci
+
+    def run() -> buildbot.BuildResult:
+        client = docker_api.shared()
+        number = buildbot.trigger(client, container)
+        return buildbot.follow(client, container, number, timeout=timeout)
+
+    with _status(as_json) as step:
+        step(f"triggering a build on {container}")
+        result = _run(run)
+    if as_json:
+        _print_json(asdict(result))
+    else:
+        for item in result.steps:
+            out.print(f"{item.result or 'running':>8}  {item.name}: {item.state}", highlight=False)
+        out.print(f"build {result.number}: [bold]{result.result}[/] {result.digest or ''}")
+        if result.result != "success":
+            err.print(result.log_tail, highlight=False)
+    if result.result != "success":
+        raise typer.Exit(1)
+
+
 # --- main job --------------------------------------------------------------------------------
 
 

@@ -32,7 +32,8 @@ ENGINE = "engine"
 REGISTRY = "registry"
 AGENT = "agent"
 BASE = "base"
-ROLES = (BASE, ENGINE, REGISTRY, AGENT)
+BUILDBOT = "buildbot"
+ROLES = (BASE, ENGINE, REGISTRY, AGENT, BUILDBOT)
 
 _PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 
@@ -157,5 +158,16 @@ def recipe(role: str) -> Recipe:
                 packages=("docker.io", "git", "ca-certificates", "bash", "curl"),
                 cmd=("sleep", "infinity"),
                 workdir="/workspace",
+            )
+        case "buildbot":
+            from dockyard.stack.presets import buildbot
+
+            return replace(
+                common,
+                packages=buildbot.PACKAGES,
+                files=buildbot.image_files(),
+                cmd=(buildbot.ENTRYPOINT,),
+                ports=(f"{buildbot.UI_PORT}/tcp",),
+                volumes=(buildbot.HOME,),
             )
     raise DockyardError(f"no image recipe for role {role!r}", fix=f"use one of: {', '.join(ROLES)}")

@@ -8,6 +8,7 @@ not this stack's.
 from __future__ import annotations
 
 import io
+import socket
 import tarfile
 import time
 from collections.abc import Callable
@@ -23,6 +24,7 @@ from dockyard.stack import presets
 from dockyard.stack.plan import (
     CERT_PATH,
     COMPONENT,
+    REGISTRY_PORT,
     SPEC_HASH,
     Desired,
     Facts,
@@ -98,7 +100,7 @@ def gather_facts(
                 fix=f"build it (see the {preset.name} preset in the README) or set ci.image",
             )
         builder.ensure(preset.image_role, progress=progress)
-    builder.ensure(recipes.BASE, progress=progress)
+    base = builder.ensure(recipes.BASE, progress=progress)
     refs = [r for r in (engine_image, registry_image, ci_image) if r]
     return Facts(
         engine_image=engine_image,
@@ -106,7 +108,23 @@ def gather_facts(
         registry_storage=_STORAGE.get(registry_image, DOCKYARD_REGISTRY_STORAGE),
         preset=preset,
         image_ids={ref: resolve.image_id(client, ref) for ref in refs},
+        registry_port=_registry_port(client, cfg) if cfg.docker != "dind" else None,
+        base_image=base,
     )
+
+
+def _registry_port(client: docker_api.DockerClient, cfg: config.StackConfig) -> int:
+    """The loopback port of the stack's registry: the one it has, else a free one."""
+    try:
+        found = client.api.inspect_container(Names(cfg.name).registry)
+        bindings = (found["HostConfig"].get("PortBindings") or {}).get(f"{REGISTRY_PORT}/tcp")
+        if bindings and str(bindings[0].get("HostPort", "")).isdigit():
+            return int(bindings[0]["HostPort"])
+    except docker_api.NotFound:
+        pass
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
 
 
 def up(
@@ -176,12 +194,13 @@ def _apply(
         options = config.EngineOptions.model_validate(item.body | {"extra_labels": item.labels})
         service.create(options, client=client, progress=progress)
         service.seed(item.name, [recipes.recipe(recipes.BASE).ref], client=client)
-        _fill_certs(client, names)
+        _fill_certs(client, names, presets.get(cfg.ci.preset).uid)
     else:
         if found is not None:
             client.api.remove_container(item.name, force=True, v=True)
         if item.component == "ci" and cfg.docker == "dind" and "engine" not in changed:
-            _fill_certs(client, names)  # a new CI container always gets current certificates
+            # a new CI container always gets current certificates
+            _fill_certs(client, names, presets.get(cfg.ci.preset).uid)
         cid = client.api.create_container_from_config(item.body, name=item.name)["Id"]
         preset = presets.get(cfg.ci.preset)
         if item.component == "ci" and preset.files:
@@ -189,14 +208,16 @@ def _apply(
         client.api.start(cid)
 
 
-def _fill_certs(client: docker_api.DockerClient, names: Names) -> None:
-    """Copy the engine's client bundle into the certs volume (mounted read-only in CI)."""
+def _fill_certs(client: docker_api.DockerClient, names: Names, owner: int) -> None:
+    """Copy the engine's client bundle into the certs volume (mounted read-only in CI), owned
+    by the user the CI runs as: the key stays 0600."""
     bundle = pki.PkiStore().client_bundle(f"engine-{names.engine}", engine=names.engine)
     buffer = io.BytesIO()
     with tarfile.open(fileobj=buffer, mode="w") as archive:
         for name, data in bundle.items():
             entry = tarfile.TarInfo(name)
             entry.size, entry.mode = len(data), 0o600 if name == pki.KEY else 0o644
+            entry.uid = entry.gid = owner
             archive.addfile(entry, io.BytesIO(data))
     writer = client.api.create_container_from_config(
         {

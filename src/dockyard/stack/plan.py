@@ -74,6 +74,8 @@ class Facts:
     registry_storage: str  # the registry image's storage directory
     preset: Preset
     image_ids: dict[str, str] = field(default_factory=dict)  # image ref -> ID, for hashes
+    registry_port: int | None = None  # loopback port the registry is published on (socket)
+    base_image: str = "dockyard/base:0.1"  # what the examples build on
 
 
 @dataclass(frozen=True)
@@ -192,8 +194,9 @@ def registry_body(cfg: config.StackConfig, facts: Facts) -> dict[str, Any]:
         "RestartPolicy": {"Name": "unless-stopped"},
     }
     if cfg.docker != "dind":
-        # The host's engine pushes to it: loopback only, on a free port.
-        host["PortBindings"] = {f"{REGISTRY_PORT}/tcp": [{"HostIp": "127.0.0.1", "HostPort": ""}]}
+        # The host's engine pushes to it: loopback only, on a port chosen free.
+        port = str(facts.registry_port or "")
+        host["PortBindings"] = {f"{REGISTRY_PORT}/tcp": [{"HostIp": "127.0.0.1", "HostPort": port}]}
     return {
         "Image": facts.registry_image,
         "Hostname": REGISTRY_ALIAS,
@@ -211,7 +214,9 @@ def ci_body(cfg: config.StackConfig, facts: Facts) -> dict[str, Any]:
         binds.append(f"{names.certs}:{CERT_PATH}:ro")
     else:
         binds.append(f"{HOST_SOCKET}:{HOST_SOCKET}")
-    env = {**preset.env, **ci_environment(cfg)}
+    env = {**preset.env, **ci_environment(cfg), "DOCKYARD_BASE": facts.base_image}
+    if cfg.registry.enabled:
+        env["DOCKYARD_REGISTRY"] = registry_ref(cfg, facts.registry_port)
     host: dict[str, Any] = {
         "Binds": binds,
         "NetworkMode": names.network,

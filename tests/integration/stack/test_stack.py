@@ -105,3 +105,26 @@ def test_foreign_names_are_refused_before_anything_changes(docker_client, base_i
 def test_demo_without_a_stack_says_how_to_start_one():
     with pytest.raises(DockyardError, match="the stack is not up"):
         demo.run(f"nostack-{secrets.token_hex(3)}")
+
+
+def test_buildbot_preset_runs_a_real_build_that_pushes(docker_client, engine_image, base_image):
+    from dockyard.images import builder
+    from dockyard.stack.presets import buildbot
+
+    builder.ensure("buildbot")
+    cfg = stack_config(ci={"preset": "buildbot"})
+    with stack_up(cfg, docker_client):
+        ci = f"{cfg.name}-ci"
+        number = buildbot.trigger(docker_client, ci)
+        result = buildbot.follow(docker_client, ci, number, timeout=300)
+        assert result.result == "success", result.log_tail
+        assert [s.name for s in result.steps][1:] == ["build", "push", "digest"]
+        assert result.digest
+        assert result.digest.startswith("registry:5000/hello@sha256:")
+        # The registry has what the build pushed, as seen from the CI container.
+        tags = docker_client.api.exec_start(
+            docker_client.api.exec_create(
+                ci, ["curl", "-fsS", "http://registry:5000/v2/hello/tags/list"]
+            )
+        ).decode()
+        assert f"build-{number}" in tags

@@ -23,8 +23,8 @@ def test_every_role_has_a_labelled_recipe(role: str) -> None:
     assert "/usr/bin" in found.env["PATH"]
 
 
-def test_roles_are_the_four_images() -> None:
-    assert set(recipes.ROLES) == {"base", "engine", "registry", "agent"}
+def test_roles_are_the_five_images() -> None:
+    assert set(recipes.ROLES) == {"base", "engine", "registry", "agent", "buildbot"}
 
 
 def test_tag_is_the_dockyard_release() -> None:
@@ -147,3 +147,21 @@ def test_hash_does_not_depend_on_who_builds(monkeypatch):
     plain = {role: recipes.recipe_hash(recipes.recipe(role)) for role in recipes.ROLES}
     monkeypatch.setenv("DOCKYARD_LABELS", "ci.job=42")
     assert {role: recipes.recipe_hash(recipes.recipe(role)) for role in recipes.ROLES} == plain
+
+
+def test_buildbot_recipe_runs_master_and_worker_from_debian_packages() -> None:
+    found = recipe("buildbot")
+    assert found.ref == f"dockyard/buildbot:{recipes.TAG}"
+    assert found.labels == labels.own(labels.ROLE_IMAGE, image_role="buildbot")
+    assert {"buildbot", "buildbot-worker", "docker.io", "git", "ca-certificates", "curl"} <= set(
+        found.packages
+    )
+    # debootstrap skips virtual packages: python3-pycparser's ply dependency is named.
+    assert "python3-ply" in found.packages
+    assert found.cmd == ("/usr/local/bin/dockyard-buildbot",)
+    assert found.files["/usr/local/bin/dockyard-buildbot"][1] == 0o755
+    assert "/etc/dockyard/buildbot/master.cfg" in found.files
+    assert found.ports == ("8010/tcp",)
+    assert found.volumes == ("/var/lib/buildbot",)
+    assert re.fullmatch(r"sha256:[0-9a-f]{64}", recipe_hash(found))
+    assert recipe_hash(found) == recipe_hash(recipe("buildbot"))

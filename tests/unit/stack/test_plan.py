@@ -1,5 +1,7 @@
 """The stack plan: every wiring decision, without Docker."""
 
+import dataclasses
+
 import pytest
 
 from dockyard import config, labels
@@ -49,6 +51,8 @@ def test_ci_container_gets_the_standard_variables_and_read_only_client_certs():
         "DOCKER_CERT_PATH=/certs/client",
         "DOCKER_HOST=tcp://docker:2376",
         "DOCKER_TLS_VERIFY=1",
+        "DOCKYARD_BASE=dockyard/base:0.1",
+        "DOCKYARD_REGISTRY=registry:5000",
     ]
     assert "s-certs:/certs/client:ro" in ci["HostConfig"]["Binds"]
     assert "s-ci-home:/root" in ci["HostConfig"]["Binds"]
@@ -72,14 +76,16 @@ def test_without_registry_the_engine_trusts_nothing_extra():
 
 
 def test_socket_mode_mounts_the_socket_and_publishes_the_registry_on_loopback_only():
-    found = by_name(plan(stack(name="s", docker="socket"), facts(engine_image=None)))
+    socket_facts = dataclasses.replace(facts(engine_image=None), registry_port=40123)
+    found = by_name(plan(stack(name="s", docker="socket"), socket_facts))
     assert "s-engine" not in found
     assert "s-certs" not in found
     ci = found["s-ci"].body
     assert "/var/run/docker.sock:/var/run/docker.sock" in ci["HostConfig"]["Binds"]
     assert "DOCKER_HOST=unix:///var/run/docker.sock" in ci["Env"]
     ports = found["s-registry"].body["HostConfig"]["PortBindings"]["5000/tcp"]
-    assert ports == [{"HostIp": "127.0.0.1", "HostPort": ""}]
+    assert ports == [{"HostIp": "127.0.0.1", "HostPort": "40123"}]
+    assert "DOCKYARD_REGISTRY=localhost:40123" in ci["Env"]
 
 
 def test_push_target_depends_on_who_pushes():

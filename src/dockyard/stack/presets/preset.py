@@ -18,3 +18,4 @@ class Preset:
     files: dict[str, bytes] = field(default_factory=dict)  # put in before the first start
     ui_port: int | None = None  # container port of a web UI, published on 127.0.0.1 on request
     user: str | None = None
+    uid: int = 0  # the user the CI runs as owns the client certificates (the key is 0600)
