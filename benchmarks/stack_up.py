@@ -88,9 +88,9 @@ class ByHand:
         )
         self.must(self.ci, ["docker", "push", ref])
         fresh = self.dind(f"{self.name}-fresh")
-        self.wait(fresh, ["docker", "-H", "unix:///var/run/docker.sock", "version"])
-        self.must(fresh, ["docker", "pull", "-q", ref])
-        self.must(fresh, ["docker", "run", "--rm", ref])
+        self.wait(fresh, ["docker", "-H", "tcp://127.0.0.1:2375", "version"])
+        self.must(fresh, ["docker", "-H", "tcp://127.0.0.1:2375", "pull", "-q", ref])
+        self.must(fresh, ["docker", "-H", "tcp://127.0.0.1:2375", "run", "--rm", ref])
 
     def wait(self, container: str, command: list[str]) -> None:
         deadline = time.monotonic() + 120
@@ -144,7 +144,7 @@ def main(runs: int) -> None:
             + ", ".join(f"{k} {v[-1]:.2f}s" for k, v in results.items())
         )
     medians = {k: statistics.median(v) for k, v in results.items()}
-    print(f"\n{'step':<16}{'median s':>10}   ratio")
+    print(f"\n{'step':<16}{'median s':>10}")
     for key in ("up cold", "up warm", "by hand: up", "demo", "by hand: demo"):
         print(f"{key:<16}{medians[key]:>10.2f}")
     print(f"by hand up / dockyard up cold: {medians['by hand: up'] / medians['up cold']:.1f}x")
