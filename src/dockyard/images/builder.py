@@ -59,9 +59,16 @@ class BuildResult:
 
 def build(role: str, *, force: bool = False, progress: Progress | None = None) -> BuildResult:
     """Build the image for ``role`` unless an image with the same recipe hash exists."""
+    return build_recipe(recipes.recipe(role), force=force, progress=progress)
+
+
+def build_recipe(
+    wanted: recipes.Recipe, *, force: bool = False, progress: Progress | None = None
+) -> BuildResult:
+    """Build ``wanted`` unless an image with the same recipe hash exists."""
     started = time.monotonic()
     say = progress or _quiet
-    wanted = recipes.recipe(role)
+    role = wanted.role
     digest = recipes.recipe_hash(wanted)
     client = docker_api.shared()
     say(f"check {wanted.ref}")

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import secrets
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -30,13 +32,19 @@ def test_ensure_base_builds_once_and_runs(docker_client) -> None:
 
 @pytest.mark.docker
 def test_forced_build_replaces_the_old_image(docker_client) -> None:
-    before = docker_client.images.get(builder.ensure("base")).id
-    steps: list[str] = []
-    result = builder.build("base", force=True, progress=steps.append)
-    assert result.built
-    assert steps[-1] == f"import image {result.image}"
-    assert docker_client.images.get(result.image).id != before
-    assert before not in {image.id for image in docker_client.images.list(all=True)}
+    # A private copy of the base recipe: rebuilding the shared image would pull it from under
+    # tests running in parallel.
+    private = replace(recipes.recipe("base"), image=f"dockyard-test/base-{secrets.token_hex(3)}")
+    try:
+        before = docker_client.images.get(builder.build_recipe(private).image).id
+        steps: list[str] = []
+        result = builder.build_recipe(private, force=True, progress=steps.append)
+        assert result.built
+        assert steps[-1] == f"import image {result.image}"
+        assert docker_client.images.get(result.image).id != before
+        assert before not in {image.id for image in docker_client.images.list(all=True)}
+    finally:
+        docker_client.api.remove_image(private.ref, force=True)
 
 
 def test_unknown_role_fails_before_touching_anything() -> None:
