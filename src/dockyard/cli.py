@@ -17,6 +17,7 @@ from rich.console import Console
 from rich.table import Table
 
 from dockyard import config
+from dockyard.doctor import command as doctor_command
 from dockyard.errors import DockyardError
 
 app = typer.Typer(
@@ -372,6 +373,8 @@ def config_example() -> None:
 
     typer.echo(resources.files("dockyard.stack").joinpath("example.yaml").read_text(), nl=False)
 
+
+app.command("doctor")(doctor_command.doctor)
 
 ci_app = typer.Typer(help="The stack's CI server (buildbot preset).", no_args_is_help=True)
 app.add_typer(ci_app, name="ci")

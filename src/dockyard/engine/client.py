@@ -6,13 +6,11 @@ DOCKER_TLS_VERIFY and DOCKER_CERT_PATH (the client bundle copied in, never a ser
 
 from __future__ import annotations
 
-import io
-import tarfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from dockyard import docker_api, labels, pki
+from dockyard import archive, docker_api, labels, pki
 from dockyard.engine import service
 
 CERT_PATH = "/certs/client"
@@ -64,17 +62,10 @@ def start(
 
 
 def put_files(
-    client: docker_api.DockerClient, container: str, files: dict[str, bytes], mode: int = 0o644
+    client: docker_api.DockerClient, container: str, files: dict[str, bytes], owner: int = 0
 ) -> None:
-    """Copy files into a (created or running) container; keys get 0600."""
-    buffer = io.BytesIO()
-    with tarfile.open(fileobj=buffer, mode="w") as archive:
-        for path, data in files.items():
-            entry = tarfile.TarInfo(path.lstrip("/"))
-            entry.size = len(data)
-            entry.mode = 0o600 if path.endswith("key.pem") else mode
-            archive.addfile(entry, io.BytesIO(data))
-    client.api.put_archive(container, "/", buffer.getvalue())
+    """Copy files into a (created or running) container, or its volumes; keys get 0600."""
+    client.api.put_archive(container, "/", archive.tar(files, owner=owner))
 
 
 def put_tree(client: docker_api.DockerClient, container: str, source: Path, target: str) -> None:

@@ -6,7 +6,6 @@ failure anywhere leaves nothing half-made. Listing reads labels back: there is n
 
 from __future__ import annotations
 
-import io
 import tarfile
 import tempfile
 import time
@@ -17,7 +16,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from dockyard import config, docker_api, labels, pki, state
+from dockyard import archive, config, docker_api, labels, pki, state
 from dockyard.engine import host, readiness
 from dockyard.engine.spec import (
     PROBE_TLS_DIR,
@@ -364,22 +363,7 @@ def _certificate_tar(spec: EngineSpec) -> bytes:
         f"{PROBE_TLS_DIR}/cert.pem": probe.cert_pem,
         f"{PROBE_TLS_DIR}/key.pem": probe.key_pem,
     }
-    return _tar(files)
-
-
-def _tar(files: dict[str, bytes]) -> bytes:
-    buffer = io.BytesIO()
-    with tarfile.open(fileobj=buffer, mode="w") as archive:
-        for directory in sorted({str(Path(p).parent) for p in files}):
-            info = tarfile.TarInfo(directory.lstrip("/"))
-            info.type, info.mode = tarfile.DIRTYPE, 0o700
-            archive.addfile(info)
-        for path, data in files.items():
-            info = tarfile.TarInfo(path.lstrip("/"))
-            info.size = len(data)
-            info.mode = 0o600 if path.endswith("key.pem") else 0o644
-            archive.addfile(info, io.BytesIO(data))
-    return buffer.getvalue()
+    return archive.tar(files)
 
 
 def _container_of(client: docker_api.DockerClient, name: str) -> str:

@@ -7,9 +7,7 @@ not this stack's.
 
 from __future__ import annotations
 
-import io
 import socket
-import tarfile
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
@@ -22,7 +20,6 @@ from dockyard.errors import DockyardError
 from dockyard.images import builder, recipes, resolve
 from dockyard.stack import presets
 from dockyard.stack.plan import (
-    CERT_PATH,
     COMPONENT,
     REGISTRY_PORT,
     SPEC_HASH,
@@ -212,23 +209,31 @@ def _fill_certs(client: docker_api.DockerClient, names: Names, owner: int) -> No
     """Copy the engine's client bundle into the certs volume (mounted read-only in CI), owned
     by the user the CI runs as: the key stays 0600."""
     bundle = pki.PkiStore().client_bundle(f"engine-{names.engine}", engine=names.engine)
-    buffer = io.BytesIO()
-    with tarfile.open(fileobj=buffer, mode="w") as archive:
-        for name, data in bundle.items():
-            entry = tarfile.TarInfo(name)
-            entry.size, entry.mode = len(data), 0o600 if name == pki.KEY else 0o644
-            entry.uid = entry.gid = owner
-            archive.addfile(entry, io.BytesIO(data))
+    write_volume(client, names.certs, bundle, stack=names.stack, owner=owner)
+
+
+def write_volume(
+    client: docker_api.DockerClient,
+    volume: str,
+    files: dict[str, bytes],
+    *,
+    stack: str,
+    owner: int = 0,
+) -> None:
+    """Write ``files`` (paths relative to the volume's root) into a named volume."""
+    mount = "/volume"
     writer = client.api.create_container_from_config(
         {
             "Image": recipes.recipe(recipes.BASE).ref,
             "Cmd": ["true"],
-            "Labels": labels.managed(labels.ROLE_CLIENT, stack=names.stack),
-            "HostConfig": {"Binds": [f"{names.certs}:{CERT_PATH}"]},
+            "Labels": labels.managed(labels.ROLE_CLIENT, stack=stack),
+            "HostConfig": {"Binds": [f"{volume}:{mount}"]},
         }
     )["Id"]
     try:
-        client.api.put_archive(writer, CERT_PATH, buffer.getvalue())
+        engine_client.put_files(
+            client, writer, {f"{mount}/{name}": data for name, data in files.items()}, owner
+        )
     finally:
         client.api.remove_container(writer, force=True)
 
