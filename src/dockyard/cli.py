@@ -19,6 +19,7 @@ from rich.table import Table
 from dockyard import config
 from dockyard.doctor import command as doctor_command
 from dockyard.errors import DockyardError
+from dockyard.guard import command as guard_command
 
 app = typer.Typer(
     help="Docker for containerized CI, done safely: TLS Docker-in-Docker engines that are "
@@ -375,6 +376,7 @@ def config_example() -> None:
 
 
 app.command("doctor")(doctor_command.doctor)
+app.command("guard")(guard_command.guard)
 
 ci_app = typer.Typer(help="The stack's CI server (buildbot preset).", no_args_is_help=True)
 app.add_typer(ci_app, name="ci")

@@ -119,8 +119,9 @@ def _image_ref(repo: str, tag: str | None) -> str:
     return f"{repo}:{tag}" if tag else repo
 
 
-def _ownership(request: CanonicalRequest, owner: str) -> Verdict:
-    """The needs, stamps and filters that keep a client to its own objects."""
+def confine(request: CanonicalRequest, owner: str) -> Verdict:
+    """The needs, stamps and filters that keep a client to its own objects (alone, they are
+    what warn and audit modes still apply to a request the profile would deny)."""
     needs: list[Need] = []
     ref = request.ref
     if request.kind in OWNED_KINDS and ref is not None and request.endpoint not in SHARED_READS:
@@ -188,7 +189,7 @@ def evaluate(
                 return deny(need.escape, f"joining {need.kind} {need.ref!r} needs ownership")
         paths = tuple(need for need in needs if need.kind == HOST_PATH)
         return Verdict(allow=True, rule="allow", reason=f"profile {profile.name}", needs=paths)
-    owned = _ownership(request, owner)
+    owned = confine(request, owner)
     return Verdict(
         allow=True,
         rule="allow",

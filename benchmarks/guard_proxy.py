@@ -1,0 +1,268 @@
+"""The socket guard's cost: direct socket vs ``dockyard guard`` vs HAProxy set up like
+docker-socket-proxy, measured side by side in one run.
+
+- small calls over one keep-alive connection: ``HEAD /_ping``, container inspect (by full
+  ID, the guard checking ownership), create plus remove: p50 and p99 latency;
+- a large streamed request body (``POST /images/load`` of a ~500 MB image of random data)
+  and a large streamed response (``GET /images/NAME/get``): throughput.
+
+The guard runs as a separate process (``ci-build`` plus ``image.load``, audit log on), as
+it would in production. HAProxy is Debian's, when installed; its rules only match paths, as
+docker-socket-proxy's do. ``python -m benchmarks.guard_proxy [--runs N]``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import http.client
+import io
+import json
+import shutil
+import socket
+import statistics
+import subprocess
+import sys
+import tarfile
+import tempfile
+import time
+from pathlib import Path
+
+from dockyard import labels
+
+DIRECT = "/var/run/docker.sock"
+IMAGE = "dockyard/base:0.1"
+LOADED = "dockyard-bench/random:guard"
+CALLS = 300
+LOAD_MB = 512
+
+HAPROXY_CONFIG = """
+global
+    maxconn 1000
+defaults
+    mode http
+    timeout connect 10s
+    timeout client 10m
+    timeout server 10m
+frontend docker
+    bind unix@{socket} mode 660
+    http-request deny unless {{ path,url_dec -m reg -i ^(/v[\\d\\.]+)?/(_ping|containers|images|version) }}
+    default_backend dockerd
+backend dockerd
+    server dockerd unix@{upstream}
+"""  # noqa: E501
+
+POLICY = "profiles:\n  bench:\n    extends: ci-build\n    allow: [image.load]\n"
+
+
+class UnixHTTP(http.client.HTTPConnection):
+    def __init__(self, path: str) -> None:
+        super().__init__("docker", timeout=600)
+        self.path = path
+
+    def connect(self) -> None:
+        self.sock = socket.socket(socket.AF_UNIX)
+        self.sock.connect(self.path)
+
+
+def call(conn: UnixHTTP, method: str, path: str, body: bytes | None = None) -> tuple[int, bytes]:
+    headers = {"Content-Type": "application/json"} if body is not None else {}
+    conn.request(method, path, body=body, headers=headers)
+    response = conn.getresponse()
+    return response.status, response.read()
+
+
+def percentiles(samples: list[float]) -> tuple[float, float]:
+    ordered = sorted(samples)
+    return statistics.median(ordered), ordered[int(len(ordered) * 0.99) - 1]
+
+
+def small_calls(sock: str, container: str, labelled: bool) -> dict[str, tuple[float, float]]:
+    conn = UnixHTTP(sock)
+    create = {"Image": IMAGE, "Cmd": ["true"]}
+    if labelled:
+        create["Labels"] = labels.managed("bench")  # type: ignore[assignment]
+    body = json.dumps(create).encode()
+    found: dict[str, list[float]] = {"ping": [], "inspect": [], "create+rm": []}
+    for _ in range(CALLS):
+        started = time.perf_counter()
+        assert call(conn, "HEAD", "/v1.41/_ping")[0] == 200
+        found["ping"].append(time.perf_counter() - started)
+        started = time.perf_counter()
+        assert call(conn, "GET", f"/v1.41/containers/{container}/json")[0] == 200
+        found["inspect"].append(time.perf_counter() - started)
+    for _ in range(CALLS // 3):
+        started = time.perf_counter()
+        status, answer = call(conn, "POST", "/v1.41/containers/create", body)
+        assert status == 201, answer
+        ident = json.loads(answer)["Id"]
+        assert call(conn, "DELETE", f"/v1.41/containers/{ident}")[0] == 204
+        found["create+rm"].append(time.perf_counter() - started)
+    conn.close()
+    return {name: percentiles([s * 1000 for s in samples]) for name, samples in found.items()}
+
+
+def make_image_tar(path: Path, megabytes: int) -> None:
+    """A docker-save archive of a scratch image with one layer holding random bytes."""
+    layer = path.with_suffix(".layer")
+    with tarfile.open(layer, "w") as tar:
+        info = tarfile.TarInfo("random.bin")
+        info.size = megabytes * 1024 * 1024
+        with open("/dev/urandom", "rb") as source:
+            tar.addfile(info, _Limited(source, info.size))
+    digest = hashlib.sha256()
+    with layer.open("rb") as handle:
+        while block := handle.read(1 << 20):
+            digest.update(block)
+    config = json.dumps(
+        {
+            "architecture": "amd64",
+            "os": "linux",
+            "config": {"Labels": labels.managed("bench")},
+            "rootfs": {"type": "layers", "diff_ids": [f"sha256:{digest.hexdigest()}"]},
+        }
+    ).encode()
+    config_name = hashlib.sha256(config).hexdigest() + ".json"
+    manifest = json.dumps(
+        [{"Config": config_name, "RepoTags": [LOADED], "Layers": ["layer/layer.tar"]}]
+    ).encode()
+    with tarfile.open(path, "w") as tar:
+        for name, data in ((config_name, config), ("manifest.json", manifest)):
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            tar.addfile(info, io.BytesIO(data))
+        tar.add(layer, "layer/layer.tar")
+    layer.unlink()
+
+
+class _Limited(io.RawIOBase):
+    def __init__(self, source: io.BufferedReader, size: int) -> None:
+        self.source, self.left = source, size
+
+    def read(self, n: int = -1) -> bytes:
+        n = self.left if n < 0 else min(n, self.left)
+        self.left -= n
+        return self.source.read(n)
+
+
+def load_and_save(sock: str, archive: Path) -> tuple[float, float]:
+    """MB/s of an image load (streamed request body) and an image save (streamed answer)."""
+    size = archive.stat().st_size
+    conn = UnixHTTP(sock)
+    started = time.perf_counter()
+    with archive.open("rb") as body:
+        conn.request(
+            "POST",
+            "/v1.41/images/load?quiet=1",
+            body=body,
+            headers={"Content-Type": "application/x-tar", "Content-Length": str(size)},
+        )
+        response = conn.getresponse()
+        answer = response.read()
+    assert response.status == 200, answer
+    load = size / (time.perf_counter() - started) / 1e6
+    started = time.perf_counter()
+    conn.request("GET", f"/v1.41/images/{LOADED}/get")
+    response = conn.getresponse()
+    saved = 0
+    while block := response.read(1 << 20):
+        saved += len(block)
+    assert response.status == 200
+    save = saved / (time.perf_counter() - started) / 1e6
+    conn.close()
+    return load, save
+
+
+def start_guard(root: Path) -> subprocess.Popen[bytes]:
+    (root / "policy.yaml").write_text(POLICY)
+    sock = root / "guard.sock"
+    process = subprocess.Popen(
+        [
+            sys.executable, "-c",
+            "import typer; from dockyard.guard.command import guard; typer.run(guard)",
+            "--listen", f"unix://{sock}?owner=bench", "--policy", str(root / "policy.yaml"),
+            "--profile", "bench", "--audit-log", str(root / "audit.log"),
+        ],
+        stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    _wait_for(sock)
+    return process
+
+
+def start_haproxy(root: Path) -> subprocess.Popen[bytes] | None:
+    binary = shutil.which("haproxy")
+    if binary is None:
+        return None
+    sock = root / "haproxy.sock"
+    (root / "haproxy.cfg").write_text(HAPROXY_CONFIG.format(socket=sock, upstream=DIRECT))
+    process = subprocess.Popen([binary, "-f", str(root / "haproxy.cfg")])
+    _wait_for(sock)
+    return process
+
+
+def _wait_for(sock: Path) -> None:
+    deadline = time.monotonic() + 20
+    while not sock.exists():
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"{sock} never appeared")
+        time.sleep(0.05)
+
+
+def main(runs: int = 3) -> None:
+    root = Path(tempfile.mkdtemp(prefix="dgbench-", dir="/tmp"))
+    processes: list[subprocess.Popen[bytes]] = []
+    try:
+        guard = start_guard(root)
+        processes.append(guard)
+        variants = {"direct": DIRECT, "guard": str(root / "guard.sock")}
+        haproxy = start_haproxy(root)
+        if haproxy is not None:
+            processes.append(haproxy)
+            variants["haproxy"] = str(root / "haproxy.sock")
+        conn = UnixHTTP(variants["guard"])
+        status, answer = call(
+            conn, "POST", "/v1.41/containers/create", json.dumps({"Image": IMAGE}).encode()
+        )
+        assert status == 201, answer
+        container = json.loads(answer)["Id"]
+        archive = root / "image.tar"
+        make_image_tar(archive, LOAD_MB)
+        print(f"guard benchmark: {CALLS} small calls, {runs} x {LOAD_MB} MB image load/save")
+        small = {
+            name: small_calls(sock, container, name != "guard") for name, sock in variants.items()
+        }
+        streams = {name: [load_and_save(sock, archive) for _ in range(runs)] for name, sock in variants.items()}  # fmt: skip  # noqa: E501
+        _report(small, streams)
+        call(conn, "DELETE", f"/v1.41/containers/{container}?force=1")
+        conn.close()
+        call(UnixHTTP(DIRECT), "DELETE", f"/v1.41/images/{LOADED}?force=1")
+    finally:
+        for process in processes:
+            process.terminate()
+            process.wait(10)
+        shutil.rmtree(root, ignore_errors=True)
+
+
+def _report(
+    small: dict[str, dict[str, tuple[float, float]]],
+    streams: dict[str, list[tuple[float, float]]],
+) -> None:
+    direct = small["direct"]
+    print(f"{'call':<11}{'variant':<9}{'p50 ms':>9}{'p99 ms':>9}{'p50 vs direct':>16}")
+    for call_name in direct:
+        for variant, found in small.items():
+            p50, p99 = found[call_name]
+            extra = p50 - direct[call_name][0]
+            print(f"{call_name:<11}{variant:<9}{p50:>9.3f}{p99:>9.3f}{extra:>+13.3f} ms")
+    print(f"{'stream':<11}{'variant':<9}{'MB/s':>9}{'vs direct':>12}")
+    base = [statistics.median(values) for values in zip(*streams["direct"], strict=True)]
+    for index, name in enumerate(("image load", "image save")):
+        for variant, samples in streams.items():
+            rate = statistics.median(sample[index] for sample in samples)
+            print(f"{name:<11}{variant:<9}{rate:>9.0f}{rate / base[index]:>11.0%}")
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--runs", type=int, default=3)
+    main(parser.parse_args().runs)

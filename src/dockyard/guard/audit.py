@@ -1,0 +1,120 @@
+"""One JSON line per request, and Prometheus counters for the same events.
+
+The metrics exposition is the plain text format written by hand (a few counters and one
+histogram): prometheus-client would add a dependency and a thread for what is forty lines.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sys
+import time
+from collections import Counter
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TextIO
+
+
+@dataclass(slots=True)
+class Record:
+    """What happened to one request; ``verdict`` is allow, deny, warn (denied but forwarded
+    in warn or audit mode) or error (malformed input)."""
+
+    client: str
+    owner: str
+    method: str
+    path: str
+    verdict: str = "allow"
+    rule: str = ""
+    reason: str = ""
+    status: int = 0
+    bytes_in: int = 0
+    bytes_out: int = 0
+    started: float = 0.0
+    latency_ms: float = 0.0
+
+    def line(self) -> str:
+        stamp = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(self.started))
+        fields = {name: getattr(self, name) for name in _FIELDS}
+        return json.dumps({"time": f"{stamp}.{int(self.started % 1 * 1000):03d}Z", **fields})
+
+
+_FIELDS = tuple(name for name in Record.__dataclass_fields__ if name != "started")
+
+
+_BUCKETS = (0.5, 1, 2.5, 5, 10, 25, 50, 100, 250, 1000, 10000)
+
+
+class Metrics:
+    """Counters by verdict and rule, bytes relayed, and a latency histogram (ms)."""
+
+    def __init__(self) -> None:
+        self.requests: Counter[tuple[str, str]] = Counter()
+        self.bytes: Counter[str] = Counter()
+        self.buckets = [0] * len(_BUCKETS)
+        self.latency_sum = 0.0
+        self.count = 0
+
+    def observe(self, record: Record) -> None:
+        self.requests[(record.verdict, record.rule)] += 1
+        self.bytes["in"] += record.bytes_in
+        self.bytes["out"] += record.bytes_out
+        self.count += 1
+        self.latency_sum += record.latency_ms
+        for index, bound in enumerate(_BUCKETS):
+            if record.latency_ms <= bound:
+                self.buckets[index] += 1
+
+    def exposition(self) -> str:
+        lines = ["# TYPE dockyard_guard_requests_total counter"]
+        for (verdict, rule), count in sorted(self.requests.items()):
+            lines.append(
+                f'dockyard_guard_requests_total{{verdict="{verdict}",rule="{rule}"}} {count}'
+            )
+        lines.append("# TYPE dockyard_guard_bytes_total counter")
+        for direction, count in sorted(self.bytes.items()):
+            lines.append(f'dockyard_guard_bytes_total{{direction="{direction}"}} {count}')
+        lines.append("# TYPE dockyard_guard_latency_ms histogram")
+        for bound, count in zip(_BUCKETS, self.buckets, strict=True):
+            lines.append(f'dockyard_guard_latency_ms_bucket{{le="{bound}"}} {count}')
+        lines.append(f'dockyard_guard_latency_ms_bucket{{le="+Inf"}} {self.count}')
+        lines.append(f"dockyard_guard_latency_ms_sum {self.latency_sum:.3f}")
+        lines.append(f"dockyard_guard_latency_ms_count {self.count}")
+        return "\n".join(lines) + "\n"
+
+    async def serve(self, port: int, host: str = "127.0.0.1") -> asyncio.Server:
+        """``GET /metrics`` on ``host:port``; every path answers the same page."""
+
+        async def answer(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            try:
+                await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 10)
+                body = self.exposition().encode()
+                writer.write(
+                    b"HTTP/1.1 200 OK\r\nContent-Type: text/plain; version=0.0.4\r\n"
+                    b"Content-Length: %d\r\nConnection: close\r\n\r\n%b" % (len(body), body)
+                )
+                await writer.drain()
+            except (OSError, asyncio.IncompleteReadError, asyncio.LimitOverrunError, TimeoutError):
+                pass
+            finally:
+                writer.close()
+
+        return await asyncio.start_server(answer, host, port)
+
+
+class AuditLog:
+    """Writes records as JSON lines (to a file, appended, or stderr) and counts them."""
+
+    def __init__(self, path: Path | None = None, metrics: Metrics | None = None) -> None:
+        self.stream: TextIO = path.open("a", buffering=1) if path else sys.stderr
+        self.metrics = metrics or Metrics()
+
+    def write(self, record: Record) -> None:
+        record.latency_ms = round((time.time() - record.started) * 1000, 3)
+        self.metrics.observe(record)
+        self.stream.write(record.line() + "\n")
+
+    def close(self) -> None:
+        if self.stream is not sys.stderr:
+            self.stream.close()

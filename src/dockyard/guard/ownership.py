@@ -1,0 +1,176 @@
+"""Who a client is, and whether it owns what a request touches.
+
+A client's owner comes from its listener (a socket given an owner name), else its TLS
+client certificate's common name, else its unix peer credentials. Objects it creates carry
+``io.dockyard.owner=<owner>``; each need the policy returns is settled with one lookup on
+the upstream, names resolved to IDs once, and any failed lookup denies.
+
+Images are shared: anyone may read and run them, but a tag may only be moved or deleted by
+the owner whose build stamped the image, or who created the tag through this guard.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import socket
+import ssl
+import struct
+from collections import OrderedDict
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import quote
+
+from dockyard import labels
+from dockyard.guard.escapes import HOST_PATH, Need, under_prefix
+from dockyard.guard.http import HTTPError
+from dockyard.guard.upstream import Lookups
+
+_FULL_ID = re.compile(r"[0-9a-f]{64}")
+_OWNER_TEXT = re.compile(r"[^A-Za-z0-9_.@-]")
+CACHE_SIZE = 4096
+
+
+def clean_owner(name: str) -> str:
+    """An owner usable as a label value and in audit lines."""
+    return _OWNER_TEXT.sub("_", name)[:128] or "_"
+
+
+def peer_owner(sock: socket.socket | None) -> str | None:
+    """The unix peer's uid as ``uid-N`` (``SO_PEERCRED``), or ``None`` off unix sockets."""
+    if sock is None or sock.family != socket.AF_UNIX:
+        return None
+    raw = sock.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, struct.calcsize("3i"))
+    _pid, uid, _gid = struct.unpack("3i", raw)
+    return f"uid-{uid}"
+
+
+def cert_owner(peercert: Any) -> str | None:
+    """The common name of a verified TLS client certificate (``ssl.getpeercert()``)."""
+    for rdn in (peercert or {}).get("subject", ()):
+        for key, value in rdn:
+            if key == "commonName":
+                return clean_owner(str(value))
+    return None
+
+
+def identify(listener_owner: str | None, transport_ssl: ssl.SSLObject | None, sock: Any) -> str:
+    """The owner of a new connection, first by listener, then certificate, then peer uid."""
+    if listener_owner:
+        return listener_owner
+    if transport_ssl is not None:
+        found = cert_owner(transport_ssl.getpeercert())
+        if found:
+            return found
+    return peer_owner(sock) or "anonymous"
+
+
+def normalize_tag(ref: str) -> str:
+    """``name`` means ``name:latest``; a digest reference stays as it is."""
+    if "@" in ref:
+        return ref
+    last = ref.rsplit("/", 1)[-1]
+    return ref if ":" in last else f"{ref}:latest"
+
+
+class OwnershipLookupError(Exception):
+    """An ownership question the upstream could not answer; the request is denied."""
+
+
+@dataclass(frozen=True, slots=True)
+class Settlement:
+    ok: bool
+    reason: str = ""
+    ids: dict[tuple[str, str], str] = field(default_factory=dict)
+    """The ID each (kind, ref) need resolved to."""
+
+
+_INSPECT = {
+    "container": "/containers/{}/json",
+    "exec": "/exec/{}/json",
+    "volume": "/volumes/{}",
+    "network": "/networks/{}",
+    "image": "/images/{}/json",
+}
+
+
+def _owner_label(kind: str, body: Any) -> str | None:
+    found = body.get("Labels") if kind in ("volume", "network") else None
+    if kind in ("container", "image"):
+        found = (body.get("Config") or {}).get("Labels")
+    return (found or {}).get(labels.OWNER)
+
+
+def _ident(kind: str, body: Any) -> str:
+    return str(body.get("Name") if kind == "volume" else body.get("Id"))
+
+
+class Resolver:
+    """Settles a verdict's needs for one owner, with immutable answers cached by full ID."""
+
+    def __init__(self, lookups: Lookups, allow_bind: Iterable[str] = ()) -> None:
+        self.lookups = lookups
+        self.allow_bind = tuple(allow_bind)
+        self.cache: OrderedDict[tuple[str, str], tuple[str | None, str]] = OrderedDict()
+        self.tags: dict[str, set[str]] = {}
+
+    def record_tags(self, owner: str, tags: Iterable[str]) -> None:
+        """Tags this owner created through the guard; they may move or delete them later."""
+        self.tags.setdefault(owner, set()).update(normalize_tag(tag) for tag in tags if tag)
+
+    async def _inspect(self, kind: str, ref: str) -> tuple[str | None, str] | None:
+        """(owner label, ID) of an object, ``None`` when it does not exist."""
+        cached = self.cache.get((kind, ref))
+        if cached is not None:
+            return cached
+        try:
+            status, body = await self.lookups.get_json(_INSPECT[kind].format(quote(ref, safe="")))
+        except (OSError, HTTPError, ValueError) as exc:
+            raise OwnershipLookupError(f"looking up {kind} {ref!r} failed: {exc}") from None
+        if status == 404:
+            return None
+        if status != 200 or not isinstance(body, dict):
+            raise OwnershipLookupError(f"looking up {kind} {ref!r} answered {status}")
+        if kind == "exec":
+            container = await self._inspect("container", str(body.get("ContainerID")))
+            found = (container[0] if container else None, ref)
+        else:
+            found = (_owner_label(kind, body), _ident(kind, body))
+        if kind != "image" and _FULL_ID.fullmatch(found[1]) and found[1] == ref:
+            self.cache[(kind, ref)] = found
+            if len(self.cache) > CACHE_SIZE:
+                self.cache.popitem(last=False)
+        return found
+
+    def _host_path(self, need: Need) -> str | None:
+        real = os.path.realpath(need.ref)
+        if under_prefix(real, self.allow_bind):
+            return None
+        return f"host path {need.ref!r} resolves to {real!r}, outside the allowed prefixes"
+
+    async def settle(self, needs: Iterable[Need], owner: str) -> Settlement:
+        ids: dict[tuple[str, str], str] = {}
+        for need in needs:
+            if need.kind == HOST_PATH:
+                problem = self._host_path(need)
+                if problem:
+                    return Settlement(False, problem)
+                continue
+            try:
+                found = await self._inspect(need.kind, need.ref)
+            except OwnershipLookupError as exc:
+                return Settlement(False, str(exc))
+            if found is None:
+                if need.missing_ok:
+                    continue
+                return Settlement(False, f"{need.kind} {need.ref!r} not found")
+            label, ident = found
+            mine = label == owner
+            if need.kind == "image" and label is None:
+                # An unstamped image (pulled, or a base) moves by tag: whoever tagged it here.
+                mine = normalize_tag(need.ref) in self.tags.get(owner, ())
+            if not mine:
+                return Settlement(False, f"{need.kind} {need.ref!r} belongs to another owner")
+            ids[(need.kind, need.ref)] = ident
+        return Settlement(True, ids=ids)

@@ -1,0 +1,538 @@
+"""The guard's data path: accept, parse, decide, forward, relay.
+
+One request at a time per client connection, each decided by the pure core
+(:func:`~dockyard.guard.request.canonicalize`, :func:`~dockyard.guard.framing.check`,
+:func:`~dockyard.guard.policy.evaluate`) before a byte of it goes upstream. Every client
+connection has its own upstream connection, so a hijacked attach or exec simply becomes a
+raw two-way relay of that pair; until dockerd has really switched protocols (101, or its
+plain 200 raw stream on a hijacking endpoint) nothing is relayed unparsed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import importlib
+import json
+import ssl
+import stat
+import sys
+import time
+import traceback
+from collections.abc import AsyncIterator, Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal
+from urllib.parse import parse_qs, urlsplit
+
+from dockyard import labels
+from dockyard.errors import DockyardError
+from dockyard.guard import http, ownership, rewrite
+from dockyard.guard.audit import AuditLog, Record
+from dockyard.guard.framing import IGNORED_BODY_LIMIT, Body, Framing, check
+from dockyard.guard.gojson import GoJSONError, decode_object
+from dockyard.guard.policy import Profile, Verdict, confine, deny, evaluate
+from dockyard.guard.request import UNKNOWN, CanonicalRequest, RequestError, canonicalize
+from dockyard.guard.upstream import Lookups, Streams, Upstream
+
+Mode = Literal["enforce", "warn", "audit"]
+
+IDLE_TIMEOUT = 300.0
+"""Seconds a connection may sit between requests, or spend sending a head and JSON body."""
+
+ABANDON_DELAY = 2.0
+"""Seconds a response keeps streaming after its client hung up."""
+
+MAX_CONNECTIONS = 2048
+
+ROLE_GUARDED = "guarded"
+"""The role label of objects created by clients of a guard."""
+
+HIJACKING = frozenset({"container.attach", "exec.start"})
+REWRITTEN_REFS = frozenset({"container", "network"})
+"""Kinds whose path reference is replaced by the ID its ownership was checked on."""
+
+STAMP_BODIES = frozenset({"container.create", "volume.create", "network.create"})
+TAGGING = frozenset({"build", "image.tag", "commit"})
+
+_HOP_BY_HOP = frozenset(
+    {
+        "connection",
+        "keep-alive",
+        "proxy-connection",
+        "proxy-authorization",
+        "te",
+        "trailer",
+        "transfer-encoding",
+        "content-length",
+        "upgrade",
+        "expect",
+        "http2-settings",
+    }
+)
+
+
+@dataclass(frozen=True, slots=True)
+class Listener:
+    """An address clients connect to, and the owner every client of it acts as (if given)."""
+
+    url: str
+    owner: str | None = None
+    mode: int = 0o660
+    tls: ssl.SSLContext | None = None
+
+
+def parse_listen(url: str, default_owner: str | None = None) -> Listener:
+    """``unix:///run/x.sock[?owner=NAME&mode=0660]`` or ``tcp://HOST:PORT[?owner=NAME]``."""
+    parts = urlsplit(url)
+    options = {key: values[-1] for key, values in parse_qs(parts.query).items()}
+    unknown = set(options) - {"owner", "mode"}
+    if unknown or parts.scheme not in ("unix", "tcp"):
+        raise DockyardError(
+            f"cannot read --listen {url!r}",
+            fix="use unix:///PATH[?owner=NAME&mode=0660] or tcp://HOST:PORT[?owner=NAME]",
+        )
+    try:
+        mode = int(options.get("mode", "660"), 8)
+    except ValueError:
+        raise DockyardError(f"--listen {url!r}: mode is not octal") from None
+    owner = options.get("owner") or default_owner
+    return Listener(
+        url=url.split("?", 1)[0],
+        owner=ownership.clean_owner(owner) if owner else None,
+        mode=mode,
+    )
+
+
+@dataclass
+class Settings:
+    upstream: Upstream
+    profile: Profile
+    listeners: tuple[Listener, ...]
+    mode: Mode = "enforce"
+    audit: AuditLog = field(default_factory=AuditLog)
+    stamp: Mapping[str, str] = field(default_factory=lambda: labels.managed(ROLE_GUARDED))
+    """Labels added to everything clients create besides their owner's, so dockyard's
+    listings and clean-ups find it."""
+
+
+class _ClientReader(asyncio.StreamReader):
+    """A stream reader that tells its connection when the client goes away."""
+
+    on_eof: Callable[[], None] | None = None
+
+    def feed_eof(self) -> None:
+        super().feed_eof()
+        if self.on_eof is not None:
+            self.on_eof()
+
+
+class DeniedError(Exception):
+    """A request answered by the guard itself; ``close`` when its body could not be skipped."""
+
+    def __init__(self, verdict: Verdict, status: int = 403, *, close: bool = False) -> None:
+        super().__init__(verdict.message)
+        self.verdict = verdict
+        self.status = status
+        self.close = close
+
+
+@dataclass(slots=True)
+class Exchange:
+    """One request on its way through the guard."""
+
+    head: http.Head
+    record: Record
+    request: CanonicalRequest
+    framing: Framing
+    body: bytes
+    resolved: dict[tuple[str, str], str] = field(default_factory=dict)
+    """The IDs the request's ownership needs resolved to."""
+
+
+class Guard:
+    """The guard server: its listeners, its lookups and its connections."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.resolver = ownership.Resolver(
+            Lookups(settings.upstream), settings.profile.rules.allow_bind
+        )
+        self.servers: list[asyncio.Server] = []
+        self.connections: set[asyncio.Task[None]] = set()
+
+    async def start(self) -> None:
+        loop = asyncio.get_running_loop()
+        for listener in self.settings.listeners:
+            parts = urlsplit(listener.url)
+
+            def factory(listener: Listener = listener) -> asyncio.StreamReaderProtocol:
+                reader = _ClientReader(limit=http.HEAD_LIMIT)
+                return asyncio.StreamReaderProtocol(
+                    reader, lambda r, w: self._accept(r, w, listener)
+                )
+
+            if parts.scheme == "unix":
+                path = Path(parts.path)
+                _clear_stale_socket(path)
+                path.parent.mkdir(parents=True, exist_ok=True)
+                server = await loop.create_unix_server(factory, str(path))
+                path.chmod(listener.mode)
+            else:
+                server = await loop.create_server(
+                    factory, parts.hostname, parts.port or 2376, ssl=listener.tls
+                )
+            self.servers.append(server)
+
+    async def serve_forever(self) -> None:
+        await asyncio.gather(*(server.serve_forever() for server in self.servers))
+
+    async def close(self) -> None:
+        for server in self.servers:
+            server.close()
+        for task in list(self.connections):
+            task.cancel()
+        await asyncio.gather(*self.connections, return_exceptions=True)
+        for server in self.servers:
+            await server.wait_closed()
+        self.resolver.lookups.close()
+
+    def _accept(
+        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, listener: Listener
+    ) -> None:
+        if len(self.connections) >= MAX_CONNECTIONS:
+            writer.close()
+            return
+        owner = ownership.identify(
+            listener.owner, writer.get_extra_info("ssl_object"), writer.get_extra_info("socket")
+        )
+        peer = writer.get_extra_info("peername")
+        client = f"{listener.url}" + (f" {peer[0]}:{peer[1]}" if isinstance(peer, tuple) else "")
+        assert isinstance(reader, _ClientReader)
+        connection = Connection(self, reader, writer, owner, client)
+        task = asyncio.get_running_loop().create_task(connection.run())
+        self.connections.add(task)
+        task.add_done_callback(self.connections.discard)
+
+
+def _clear_stale_socket(path: Path) -> None:
+    """A socket file left by an earlier guard is replaced; any other file is denied."""
+    try:
+        info = path.lstat()
+    except FileNotFoundError:
+        return
+    if not stat.S_ISSOCK(info.st_mode):
+        raise DockyardError(f"{path} exists and is not a socket", fix="choose another path")
+    path.unlink()
+
+
+def _forward_headers(head: http.Head) -> list[tuple[str, str]]:
+    return [(name, value) for name, value in head.headers if name.lower() not in _HOP_BY_HOP]
+
+
+class Connection:
+    """One client connection and its upstream connection, handled one request at a time."""
+
+    def __init__(
+        self,
+        guard: Guard,
+        reader: _ClientReader,
+        writer: asyncio.StreamWriter,
+        owner: str,
+        client: str,
+    ) -> None:
+        self.guard = guard
+        self.settings = guard.settings
+        self.reader = reader
+        self.writer = writer
+        self.owner = owner
+        self.client = client
+        self.upstream: Streams | None = None
+        self.abandoned = False
+        self.answering = False
+        """Whether the current response has begun (an error then can only close)."""
+
+    async def run(self) -> None:
+        try:
+            while await self._one():
+                pass
+        except http.HTTPError as exc:
+            self.settings.audit.write(
+                Record(self.client, self.owner, "", "", "error", "http", str(exc), exc.status)
+            )
+            if not self.answering:
+                body = json.dumps({"message": f"dockyard guard: http: {exc}"}).encode()
+                with contextlib.suppress(OSError):
+                    self.writer.write(http.json_response(exc.status, body, close=True))
+                    await self.writer.drain()
+        except (OSError, asyncio.IncompleteReadError):
+            pass
+        except asyncio.CancelledError:
+            if not self.abandoned:
+                raise
+        except Exception:  # a bug must cost one connection, never the guard
+            traceback.print_exc(file=sys.stderr)
+        finally:
+            self.writer.close()
+            if self.upstream is not None:
+                self.upstream[1].close()
+
+    async def _one(self) -> bool:
+        """Serve one request; whether the connection stays open for another."""
+        self.answering = False
+        timer = asyncio.get_running_loop().call_later(IDLE_TIMEOUT, self.writer.close)
+        try:
+            raw = await http.read_head(self.reader)
+            if raw is None:
+                return False
+            head = http.parse_head(raw)
+            record = Record(self.client, self.owner, head.method, "", started=time.time())
+            record.bytes_in = len(raw)
+            try:
+                exchange = await self._read(head, record)
+            except DeniedError as denied:
+                return await self._refuse(record, denied)
+        finally:
+            timer.cancel()
+        try:
+            verdict = await self._decide(exchange)
+            return await self._forward(exchange, verdict)
+        except DeniedError as denied:
+            return await self._refuse(record, denied)
+        finally:
+            if not record.status:
+                record.status = 502
+            self.settings.audit.write(record)
+
+    async def _read(self, head: http.Head, record: Record) -> Exchange:
+        """Route the request, judge its framing and read a JSON body, or refuse it."""
+        try:
+            request: CanonicalRequest | None = canonicalize(head.method, head.target)
+            problem = ""
+        except RequestError as exc:
+            request, problem = None, str(exc)
+        framing = check(request.endpoint if request else UNKNOWN, head.headers)
+        record.path = request.path if request else head.target[:200].decode("latin-1")
+        if not framing.ok:
+            raise DeniedError(deny("framing", framing.reason), close=True)
+        if request is None:
+            skippable = not framing.chunked and (framing.length or 0) <= IGNORED_BODY_LIMIT
+            raise DeniedError(deny("route", problem), close=not skippable)
+        body = b""
+        if framing.body is Body.JSON and framing.length:
+            if (head.header("expect") or "").lower() == "100-continue":
+                self.writer.write(b"HTTP/1.1 100 Continue\r\n\r\n")
+            body = await self.reader.readexactly(framing.length)
+            record.bytes_in += len(body)
+        return Exchange(head, record, request, framing, body)
+
+    async def _decide(self, exchange: Exchange) -> Verdict:
+        """The policy's verdict with its ownership needs settled; raises :class:`DeniedError`."""
+        profile, request, record = self.settings.profile, exchange.request, exchange.record
+        try:
+            parsed = decode_object(exchange.body) if exchange.body else None
+        except GoJSONError as exc:
+            verdict = deny("body", str(exc))
+        else:
+            verdict = evaluate(request, parsed, profile, self.owner)
+        if verdict.allow and verdict.needs:
+            settled = await self.guard.resolver.settle(verdict.needs, self.owner)
+            exchange.resolved = settled.ids
+            if not settled.ok:
+                verdict = deny("ownership", settled.reason)
+        record.rule, record.reason = verdict.rule, verdict.reason
+        if verdict.allow:
+            return verdict
+        if self.settings.mode == "enforce":
+            # A skipped request body (a denied build) cannot be read past: close after.
+            raise DeniedError(verdict, close=exchange.framing.body is Body.STREAM)
+        record.verdict = "warn"
+        if self.settings.mode == "warn":
+            print(f"dockyard guard: WARN (not enforced): {verdict.message}", file=sys.stderr)
+        # Not enforced: forwarded, yet still stamped and filtered as the profile confines.
+        return confine(request, self.owner) if profile.ownership else verdict
+
+    async def _refuse(self, record: Record, denied: DeniedError) -> bool:
+        verdict = denied.verdict
+        record.verdict, record.rule, record.reason = "deny", verdict.rule, verdict.reason
+        record.status = denied.status
+        payload = json.dumps({"message": verdict.message}).encode()
+        self.writer.write(http.json_response(denied.status, payload, close=denied.close))
+        record.bytes_out = len(payload)
+        await self.writer.drain()
+        return not denied.close
+
+    async def _upstream(self) -> Streams:
+        if self.upstream is None:
+            try:
+                self.upstream = await self.settings.upstream.connect()
+            except OSError as exc:
+                raise http.HTTPError(f"upstream {self.settings.upstream.url}: {exc}", 502) from None
+        return self.upstream
+
+    def _stamp(self, verdict: Verdict) -> Mapping[str, str]:
+        if not verdict.stamp_labels:
+            return {}
+        return {**self.settings.stamp, **verdict.stamp_labels}
+
+    def _target(self, exchange: Exchange, verdict: Verdict) -> str:
+        request = exchange.request
+        query = request.query
+        try:
+            if verdict.owner_filter:
+                query = rewrite.with_filter(query, verdict.owner_filter)
+            if verdict.stamp_labels and request.endpoint == "build":
+                query = rewrite.with_build_labels(query, self._stamp(verdict))
+        except rewrite.RewriteError as exc:
+            raise DeniedError(deny("filters", str(exc))) from None
+        ref = None
+        if request.kind in REWRITTEN_REFS and request.ref is not None:
+            ref = exchange.resolved.get((request.kind, request.ref))
+        return rewrite.target(request, ref=ref, query=query)
+
+    async def _forward(self, exchange: Exchange, verdict: Verdict) -> bool:
+        head, request, framing = exchange.head, exchange.request, exchange.framing
+        target = self._target(exchange, verdict)
+        headers = _forward_headers(head)
+        body = exchange.body
+        if verdict.stamp_labels and request.endpoint in STAMP_BODIES:
+            body = rewrite.stamped_body(body, self._stamp(verdict))
+            if head.header("content-type") is None:
+                headers.append(("Content-Type", "application/json"))
+        pieces: AsyncIterator[bytes] | None = None
+        if framing.body is Body.STREAM and framing.chunked:
+            headers.append(("Transfer-Encoding", "chunked"))
+            pieces = http.chunked(self.reader)
+        elif framing.body is Body.STREAM and framing.length:
+            headers.append(("Content-Length", str(framing.length)))
+            pieces = http.sized(self.reader, framing.length)
+        else:
+            if framing.body is Body.NONE and framing.length:
+                await self.reader.readexactly(framing.length)  # bounded by framing; dropped
+            if body or head.method in ("POST", "PUT"):
+                headers.append(("Content-Length", str(len(body))))
+        if framing.upgrade is not None:
+            headers += [("Connection", "Upgrade"), ("Upgrade", framing.upgrade)]
+        _, up_writer = await self._upstream()
+        up_writer.write(http.render_head(f"{head.method} {target} HTTP/1.1", headers) + body)
+        if pieces is not None:
+            exchange.record.bytes_in += await _copy(pieces, up_writer, chunk=framing.chunked)
+            if framing.chunked:
+                up_writer.write(http.LAST_CHUNK)
+        await up_writer.drain()
+        keep = await self._respond(exchange)
+        if request.endpoint in TAGGING and 200 <= exchange.record.status < 300:
+            self.guard.resolver.record_tags(self.owner, _created_tags(request))
+        return keep and head.keep_alive
+
+    async def _respond(self, exchange: Exchange) -> bool:
+        """Relay the upstream's answer; whether the pair of connections can serve another."""
+        head, request, record = exchange.head, exchange.request, exchange.record
+        up_reader, up_writer = await self._upstream()
+        while True:
+            raw = await http.read_head(up_reader)
+            if raw is None:
+                raise http.HTTPError("upstream closed the connection", 502)
+            answer = http.parse_head(raw, response=True)
+            if answer.status == 101 or not 100 <= answer.status < 200:
+                break
+        record.status = answer.status
+        self.answering = True
+        self.writer.write(raw)
+        record.bytes_out += len(raw)
+        if head.method == "HEAD" or answer.status in (204, 304):
+            await self.writer.drain()
+            return answer.keep_alive
+        pieces = http.body_of(up_reader, answer)
+        if answer.status == 101 or (
+            pieces is None and answer.status == 200 and request.endpoint in HIJACKING
+        ):
+            await self.writer.drain()
+            record.bytes_in, record.bytes_out = await _splice(
+                (self.reader, self.writer), (up_reader, up_writer), record
+            )
+            return False
+        chunk = answer.header("transfer-encoding") is not None
+        self.reader.on_eof = self._abandon_later
+        try:
+            record.bytes_out += await _copy(pieces or http.until_eof(up_reader), self.writer, chunk)
+        finally:
+            self.reader.on_eof = None
+        if chunk:
+            self.writer.write(http.LAST_CHUNK)
+        await self.writer.drain()
+        return pieces is not None and answer.keep_alive
+
+    def _abandon_later(self) -> None:
+        """The client hung up during a response: stop relaying it soon (a quiet ``logs -f``
+        would otherwise hold its upstream connection forever)."""
+        asyncio.get_running_loop().call_later(ABANDON_DELAY, self._abandon)
+
+    def _abandon(self) -> None:
+        if self.reader.on_eof is None:
+            return
+        self.abandoned = True
+        self.writer.close()
+        if self.upstream is not None:
+            self.upstream[1].close()
+
+
+def _created_tags(request: CanonicalRequest) -> list[str]:
+    if request.endpoint == "build":
+        return list(request.params("t"))
+    repo = request.param("repo")
+    return [f"{repo}:{request.param('tag')}" if request.param("tag") else repo] if repo else []
+
+
+async def _copy(pieces: AsyncIterator[bytes], writer: asyncio.StreamWriter, chunk: bool) -> int:
+    """Write a body's pieces as they come (re-chunked when ``chunk``); the bytes copied."""
+    total = 0
+    async for piece in pieces:
+        writer.write(http.encode_chunk(piece) if chunk else piece)
+        total += len(piece)
+        await writer.drain()
+    return total
+
+
+async def _pipe(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> int:
+    total = 0
+    try:
+        while piece := await reader.read(http.PIECE):
+            writer.write(piece)
+            total += len(piece)
+            await writer.drain()
+        if writer.can_write_eof():
+            writer.write_eof()
+    except OSError:
+        writer.close()
+    return total
+
+
+async def _splice(client: Streams, upstream: Streams, record: Record) -> tuple[int, int]:
+    """Relay a hijacked connection both ways; each side's half-close is passed on."""
+    sent, received = await asyncio.gather(
+        _pipe(client[0], upstream[1]), _pipe(upstream[0], client[1])
+    )
+    return record.bytes_in + sent, record.bytes_out + received
+
+
+async def run(settings: Settings, *, ready: Callable[[], None] | None = None) -> None:
+    """Serve until cancelled."""
+    guard = Guard(settings)
+    await guard.start()
+    if ready is not None:
+        ready()
+    try:
+        await guard.serve_forever()
+    finally:
+        await guard.close()
+
+
+def event_loop_policy() -> asyncio.AbstractEventLoopPolicy:
+    """uvloop's policy when it is installed (faster relaying), else asyncio's own."""
+    try:
+        uvloop = importlib.import_module("uvloop")
+    except ImportError:
+        return asyncio.DefaultEventLoopPolicy()
+    policy: asyncio.AbstractEventLoopPolicy = uvloop.EventLoopPolicy()
+    return policy

@@ -1,0 +1,100 @@
+"""A guard running in a thread of the test process, in front of the host's real socket, with
+one unix socket per owner; and helpers to drive it with both docker CLIs."""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import os
+import secrets
+import shutil
+import subprocess
+import tempfile
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from dockyard.guard.audit import AuditLog
+from dockyard.guard.escapes import Rules
+from dockyard.guard.policy import Profile
+from dockyard.guard.profiles import CI_BUILD
+from dockyard.guard.server import Guard, Listener, Settings
+from dockyard.guard.upstream import parse_upstream
+
+CLIS = {"28": "/usr/local/bin/docker", "20.10": "/usr/bin/docker"}
+
+
+@dataclasses.dataclass
+class Running:
+    root: Path
+    sockets: dict[str, str]
+    audit: Path
+    loop: asyncio.AbstractEventLoop
+    thread: threading.Thread
+    server: Guard
+
+    def stop(self) -> None:
+        asyncio.run_coroutine_threadsafe(self.server.close(), self.loop).result(30)
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self.thread.join(30)
+        self.loop.close()
+        shutil.rmtree(self.root, ignore_errors=True)
+
+    def env(self, owner: str, **extra: str) -> dict[str, str]:
+        env = {k: v for k, v in os.environ.items() if not k.startswith("DOCKER_")}
+        return {**env, "DOCKER_HOST": f"unix://{self.sockets[owner]}", **extra}
+
+    def docker(
+        self, owner: str, *args: str, cli: str = "28", stdin: bytes | None = None, check=True
+    ) -> subprocess.CompletedProcess[bytes]:
+        env = self.env(owner, DOCKER_BUILDKIT="0", DOCKER_CONFIG=str(self.root / "config"))
+        done = subprocess.run(
+            [CLIS[cli], *args], env=env, input=stdin, capture_output=True, timeout=120, check=False
+        )
+        if check and done.returncode != 0:
+            raise AssertionError(f"docker {' '.join(args)}: {done.stderr.decode()}")
+        return done
+
+
+def start_guard(owners: list[str], profile: Profile = CI_BUILD) -> Running:
+    root = Path(tempfile.mkdtemp(prefix="dg-", dir="/tmp"))
+    (root / "config").mkdir()
+    sockets = {owner: str(root / f"{owner}.sock") for owner in owners}
+    settings = Settings(
+        upstream=parse_upstream("unix:///var/run/docker.sock"),
+        profile=profile,
+        listeners=tuple(Listener(f"unix://{path}", owner=o) for o, path in sockets.items()),
+        audit=AuditLog(root / "audit.log"),
+    )
+    loop = asyncio.new_event_loop()
+    guard = Guard(settings)
+    loop.run_until_complete(guard.start())
+    thread = threading.Thread(target=loop.run_forever, daemon=True)
+    thread.start()
+    return Running(root, sockets, root / "audit.log", loop, thread, guard)
+
+
+@pytest.fixture
+def owners() -> list[str]:
+    tag = secrets.token_hex(3)
+    return [f"alice-{tag}", f"bob-{tag}"]
+
+
+@pytest.fixture
+def guard(owners, docker_client, base_image) -> Iterator[Running]:
+    running = start_guard(owners, dataclasses.replace(CI_BUILD, rules=Rules(allow_bind=("/tmp",))))
+    yield running
+    running.stop()
+    # Whatever the clients created (their own containers, volumes, networks, images).
+    for owner in owners:
+        selector = {"label": [f"io.dockyard.owner={owner}"]}
+        for container in docker_client.api.containers(all=True, filters=selector):
+            docker_client.api.remove_container(container["Id"], force=True, v=True)
+        for volume in docker_client.api.volumes(filters=selector)["Volumes"] or []:
+            docker_client.api.remove_volume(volume["Name"], force=True)
+        for network in docker_client.api.networks(filters=selector):
+            docker_client.api.remove_network(network["Id"])
+        for image in docker_client.api.images(filters=selector):
+            docker_client.api.remove_image(image["Id"], force=True)

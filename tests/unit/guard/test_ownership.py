@@ -1,0 +1,132 @@
+"""Owner identity and the settling of needs, against scripted lookups."""
+
+import asyncio
+import socket
+
+import pytest
+
+from dockyard.guard import ownership
+from dockyard.guard.escapes import HOST_PATH, Need
+
+ALICE_ID = "a" * 64
+
+
+class Script:
+    """Lookups answering from a table of path -> (status, body); counts calls."""
+
+    def __init__(self, answers):
+        self.answers = answers
+        self.calls = []
+
+    async def get_json(self, path):
+        self.calls.append(path)
+        answer = self.answers.get(path, (404, {"message": "no such object"}))
+        if isinstance(answer, Exception):
+            raise answer
+        return answer
+
+
+def owned(owner):
+    return {"Id": ALICE_ID, "Config": {"Labels": {"io.dockyard.owner": owner}}}
+
+
+def settle(answers, needs, owner="alice", allow_bind=()):
+    script = Script(answers)
+    resolver = ownership.Resolver(script, allow_bind)  # type: ignore[arg-type]
+    return asyncio.run(resolver.settle(needs, owner)), script, resolver
+
+
+def test_names_resolve_to_ids_and_foreign_objects_are_denied():
+    answers = {"/containers/web/json": (200, owned("alice"))}
+    result, _, _ = settle(answers, [Need("container", "web")])
+    assert result.ok
+    assert result.ids == {("container", "web"): ALICE_ID}
+    result, _, _ = settle(answers, [Need("container", "web")], owner="bob")
+    assert not result.ok
+    assert "another owner" in result.reason
+
+
+@pytest.mark.parametrize("answer", [(500, {}), (200, "not an object"), OSError("boom")])
+def test_a_failed_lookup_denies(answer):
+    result, _, _ = settle({"/containers/web/json": answer}, [Need("container", "web")])
+    assert not result.ok
+
+
+def test_missing_objects_deny_unless_dockerd_would_create_them():
+    assert not settle({}, [Need("container", "gone")])[0].ok
+    assert settle({}, [Need("volume", "new", missing_ok=True)])[0].ok
+
+
+def test_exec_ids_map_to_their_container():
+    answers = {
+        f"/exec/{'e' * 64}/json": (200, {"ContainerID": ALICE_ID}),
+        f"/containers/{ALICE_ID}/json": (200, owned("alice")),
+    }
+    assert settle(answers, [Need("exec", "e" * 64)])[0].ok
+    assert not settle(answers, [Need("exec", "e" * 64)], owner="bob")[0].ok
+
+
+def test_full_ids_are_looked_up_once_names_every_time():
+    answers = {
+        f"/containers/{ALICE_ID}/json": (200, owned("alice")),
+        "/containers/web/json": (200, owned("alice")),
+    }
+    script = Script(answers)
+    resolver = ownership.Resolver(script)  # type: ignore[arg-type]
+    for _ in range(3):
+        assert asyncio.run(resolver.settle([Need("container", ALICE_ID)], "alice")).ok
+        assert asyncio.run(resolver.settle([Need("container", "web")], "alice")).ok
+    assert script.calls.count(f"/containers/{ALICE_ID}/json") == 1
+    assert script.calls.count("/containers/web/json") == 3
+
+
+def test_image_tags_belong_to_their_builder_or_tagger():
+    base = {"Id": "sha256:1", "Config": {"Labels": None}}
+    answers = {
+        "/images/app%3A1/json": (200, owned("alice")),
+        "/images/mine/json": (200, base),
+    }
+    assert settle(answers, [Need("image", "app:1")])[0].ok
+    assert not settle(answers, [Need("image", "app:1")], owner="bob")[0].ok
+    _, _, resolver = settle(answers, [])
+    assert not asyncio.run(resolver.settle([Need("image", "mine")], "alice")).ok
+    resolver.record_tags("alice", ["mine"])
+    assert asyncio.run(resolver.settle([Need("image", "mine")], "alice")).ok
+    # a stamped image is its builder's, whatever anyone tagged
+    resolver.record_tags("bob", ["app:1"])
+    assert not asyncio.run(resolver.settle([Need("image", "app:1")], "bob")).ok
+
+
+def test_host_paths_are_resolved_through_symlinks(tmp_path):
+    allowed = tmp_path / "ci"
+    allowed.mkdir()
+    (allowed / "escape").symlink_to("/")
+    need = Need(HOST_PATH, str(allowed / "escape"), missing_ok=True)
+    result, _, _ = settle({}, [need], allow_bind=(str(allowed),))
+    assert not result.ok
+    assert "resolves to '/'" in result.reason
+    inside = Need(HOST_PATH, str(allowed / "job"), missing_ok=True)
+    assert settle({}, [inside], allow_bind=(str(allowed),))[0].ok
+
+
+def test_identity_prefers_listener_then_certificate_then_uid():
+    assert ownership.identify("job1", None, None) == "job1"
+    cert = {"subject": ((("commonName", "runner 7"),),)}
+
+    class FakeTLS:
+        def getpeercert(self):
+            return cert
+
+    assert ownership.identify(None, FakeTLS(), None) == "runner_7"  # type: ignore[arg-type]
+    left, right = socket.socketpair(socket.AF_UNIX)
+    with left, right:
+        assert ownership.identify(None, None, left).startswith("uid-")
+
+
+@pytest.mark.parametrize(
+    ("ref", "tag"),
+    [("app", "app:latest"), ("app:1", "app:1"), ("localhost:5000/app", "localhost:5000/app:latest"),
+     ("app@sha256:ab", "app@sha256:ab")],
+)  # fmt: skip
+def test_normalize_tag(ref, tag):
+    assert ownership.normalize_tag(ref) == tag
