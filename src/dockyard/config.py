@@ -245,7 +245,8 @@ class StackConfig(BaseModel):
     docker: Literal["dind", "socket", "socket-unsafe"] = Field(
         "dind",
         description="dind: a TLS engine on the network; socket: the host's engine through "
-        "a socket (gives the CI container root on the host unless guarded)",
+        "dockyard's guard (ci-build policy); socket-unsafe: the host's raw socket (root on "
+        "the host)",
     )
     network_mtu: int | None = Field(None, ge=576, le=65535)
     engine: StackEngine = Field(default_factory=StackEngine)

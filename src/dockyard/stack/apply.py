@@ -18,6 +18,7 @@ from dockyard.engine import client as engine_client
 from dockyard.engine import service
 from dockyard.errors import DockyardError
 from dockyard.images import builder, recipes, resolve
+from dockyard.stack import guard as stack_guard
 from dockyard.stack import presets
 from dockyard.stack.plan import (
     COMPONENT,
@@ -65,12 +66,12 @@ def _noop(_: str) -> None:
 
 
 def mode_warnings(cfg: config.StackConfig) -> list[str]:
-    if cfg.docker == "dind":
+    if cfg.docker != "socket-unsafe":
         return []
     return [
-        f"--docker {cfg.docker}: the CI container gets the host's Docker socket, which is root "
-        "on the host (any job can run a privileged container with / mounted); use --docker "
-        "dind to isolate CI"
+        "--docker socket-unsafe: the CI container gets the host's raw Docker socket, which is "
+        "root on the host (any job can run a privileged container with / mounted); use "
+        "--docker socket (guarded) or --docker dind (isolated)"
     ]
 
 
@@ -107,6 +108,7 @@ def gather_facts(
         image_ids={ref: resolve.image_id(client, ref) for ref in refs},
         registry_port=_registry_port(client, cfg) if cfg.docker != "dind" else None,
         base_image=base,
+        guard_dir=str(stack_guard.directory(cfg.name)) if cfg.docker == "socket" else None,
     )
 
 
@@ -185,6 +187,9 @@ def _apply(
         client.api.create_network(item.name, labels=item.labels, **item.body)
     elif item.kind == "volume":
         client.api.create_volume(item.name, labels=item.labels)
+    elif item.kind == "guard":
+        mode = str(item.body["socket_mode"])
+        stack_guard.start(cfg.name, stack_guard.argv(cfg.name, mode), item.spec_hash)
     elif item.kind == "engine":
         if found is not None:
             service.rm(item.name, client=client)  # keeps the cache volume
@@ -239,6 +244,8 @@ def write_volume(
 
 
 def _inspect(client: docker_api.DockerClient, item: Desired) -> dict[str, Any] | None:
+    if item.kind == "guard":
+        return _guard_as_object(item)
     inspect = {
         "network": client.api.inspect_network,
         "volume": client.api.inspect_volume,
@@ -251,6 +258,15 @@ def _inspect(client: docker_api.DockerClient, item: Desired) -> dict[str, Any] |
     if found.get("Name", "").lstrip("/") != item.name:
         return None
     return found
+
+
+def _guard_as_object(item: Desired) -> dict[str, Any] | None:
+    """The guard process seen like a container, so one reconcile rule serves both."""
+    found = stack_guard.current(item.labels[labels.STACK])
+    if found is None:
+        return None
+    own = {k: v for k, v in item.labels.items() if k != SPEC_HASH} | {SPEC_HASH: found.spec_hash}
+    return {"Name": item.name, "Labels": own, "State": {"Running": found.running}}
 
 
 def _labels_of(found: dict[str, Any]) -> dict[str, str]:
@@ -298,10 +314,13 @@ def down(
         else:
             client.api.remove_container(container["Id"], force=True, v=True)
         removed.append(f"container {name}")
+    if stack_guard.stop(stack):
+        removed.append(f"guard {stack}-guard")
     for network in client.api.networks(filters=selector):
         client.api.remove_network(network["Id"])
         removed.append(f"network {network['Name']}")
     if volumes:
+        stack_guard.remove(stack)
         for volume in client.api.volumes(filters=selector).get("Volumes") or []:
             client.api.remove_volume(volume["Name"], force=True)
             removed.append(f"volume {volume['Name']}")

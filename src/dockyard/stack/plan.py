@@ -23,7 +23,9 @@ HOST_SOCKET = "/var/run/docker.sock"
 SPEC_HASH = labels.PREFIX + "spec-hash"
 COMPONENT = labels.PREFIX + "component"
 
-Kind = Literal["network", "volume", "engine", "container"]
+Kind = Literal["network", "volume", "engine", "guard", "container"]
+GUARD_MOUNT = "/run/dockyard"
+GUARD_SOCKET = f"{GUARD_MOUNT}/guard.sock"
 
 
 @dataclass(frozen=True)
@@ -47,6 +49,10 @@ class Names:
     @property
     def ci(self) -> str:
         return f"{self.stack}-ci"
+
+    @property
+    def guard(self) -> str:
+        return f"{self.stack}-guard"
 
     @property
     def engine_cache(self) -> str:
@@ -76,6 +82,7 @@ class Facts:
     image_ids: dict[str, str] = field(default_factory=dict)  # image ref -> ID, for hashes
     registry_port: int | None = None  # loopback port the registry is published on (socket)
     base_image: str = "dockyard/base:0.1"  # what the examples build on
+    guard_dir: str | None = None  # host directory of the guard's socket (socket mode)
 
 
 @dataclass(frozen=True)
@@ -115,6 +122,12 @@ def registry_ref(cfg: config.StackConfig, published_port: int | None = None) -> 
     return f"localhost:{published_port or REGISTRY_PORT}"
 
 
+def guard_socket_mode(preset: Preset) -> str:
+    """Who may use the guard's socket: only the CI container sees its directory, so a
+    non-root CI user gets a socket it can open."""
+    return "0660" if preset.uid == 0 else "0666"
+
+
 def ci_environment(cfg: config.StackConfig) -> dict[str, str]:
     """Exactly what the CI container gets: the docker CLI's standard variables."""
     if cfg.docker == "dind":
@@ -123,6 +136,8 @@ def ci_environment(cfg: config.StackConfig) -> dict[str, str]:
             "DOCKER_TLS_VERIFY": "1",
             "DOCKER_CERT_PATH": CERT_PATH,
         }
+    if cfg.docker == "socket":
+        return {"DOCKER_HOST": f"unix://{GUARD_SOCKET}"}
     return {"DOCKER_HOST": f"unix://{HOST_SOCKET}"}
 
 
@@ -167,6 +182,9 @@ def plan(cfg: config.StackConfig, facts: Facts) -> list[Desired]:
                 options.model_dump(mode="json"), stack, ids.get(facts.engine_image or ""),
             )
         )  # fmt: skip
+    if cfg.docker == "socket":
+        guard = {"profile": "ci-build", "socket_mode": guard_socket_mode(facts.preset)}
+        found.append(_desired("guard", names.guard, "guard", guard, stack))
     if cfg.registry.enabled:
         found.append(_desired("volume", names.registry_data, "registry-data", {}, stack))
         found.append(
@@ -212,6 +230,8 @@ def ci_body(cfg: config.StackConfig, facts: Facts) -> dict[str, Any]:
     binds = [f"{names.ci_home}:{preset.home}"]
     if cfg.docker == "dind":
         binds.append(f"{names.certs}:{CERT_PATH}:ro")
+    elif cfg.docker == "socket":
+        binds.append(f"{facts.guard_dir}:{GUARD_MOUNT}")
     else:
         binds.append(f"{HOST_SOCKET}:{HOST_SOCKET}")
     env = {**preset.env, **ci_environment(cfg), "DOCKYARD_BASE": facts.base_image}

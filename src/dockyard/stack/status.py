@@ -8,9 +8,13 @@ from typing import Any
 from dockyard import docker_api, labels
 from dockyard.engine import client as engine_client
 from dockyard.errors import DockyardError
+from dockyard.stack import guard as stack_guard
 from dockyard.stack.plan import COMPONENT, REGISTRY_ALIAS, REGISTRY_PORT
 
-ORDER = ("network", "engine-cache", "certs", "ci-home", "registry-data", "engine", "registry", "ci")
+ORDER = (
+    "network", "engine-cache", "certs", "ci-home", "registry-data", "engine", "guard", "registry",
+    "ci",
+)  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -74,8 +78,17 @@ def status(stack: str, client: docker_api.DockerClient | None = None) -> StackSt
                 health[0], health[1] or detail,
             )
         )  # fmt: skip
+    guard = stack_guard.current(stack)
+    if guard is not None:
+        found.append(
+            Component(
+                "guard", "process", f"{stack}-guard", "running" if guard.running else "stopped",
+                "" if guard.running else "failing",
+                f"pid {guard.pid}, ci-build policy, audit {stack_guard.directory(stack)}",
+            )
+        )  # fmt: skip
     found.sort(key=lambda c: ORDER.index(c.component) if c.component in ORDER else len(ORDER))
-    mode = "dind" if "engine" in containers else "socket"
+    mode = "dind" if "engine" in containers else "socket" if guard else "socket-unsafe"
     return StackStatus(stack, mode, found, env)
 
 

@@ -234,7 +234,7 @@ def test_a_removed_registry_is_named(docker_client, dind):
 def test_a_missing_host_socket_and_a_user_it_refuses_are_named(
     docker_client, agent_image, base_image
 ):
-    with stack(docker_client, docker="socket") as names:
+    with stack(docker_client, docker="socket-unsafe") as names:
         host = docker_client.api.inspect_container(names.ci)["HostConfig"]
         recreate(docker_client, names.ci, User="1000:1000")
         denied = problems(docker_client, names)

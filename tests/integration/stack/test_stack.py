@@ -7,9 +7,10 @@ import secrets
 
 import pytest
 
-from dockyard import config, demo
+from dockyard import config, demo, labels
 from dockyard.errors import DockyardError
 from dockyard.stack import apply
+from dockyard.stack import guard as stack_guard
 from dockyard.stack import status as stack_status
 
 pytestmark = pytest.mark.docker
@@ -36,12 +37,12 @@ def labelled(docker_client, stack):
     )
 
 
-@pytest.mark.parametrize("mode", ["dind", "socket"])
+@pytest.mark.parametrize("mode", ["dind", "socket", "socket-unsafe"])
 def test_up_demo_status_down(mode, docker_client, agent_image, engine_image, base_image):
     cfg = stack_config(docker=mode)
     with stack_up(cfg, docker_client) as report:
         assert report.changed
-        assert bool(report.warnings) == (mode == "socket")  # socket mode warns: root on host
+        assert bool(report.warnings) == (mode == "socket-unsafe")  # root on the host: warned
         found = stack_status.status(cfg.name, docker_client)
         assert found.healthy, found
         assert found.mode == mode
@@ -55,6 +56,42 @@ def test_up_demo_status_down(mode, docker_client, agent_image, engine_image, bas
         again = apply.up(cfg, client=docker_client)
         assert not again.changed  # idempotent
     assert labelled(docker_client, cfg.name) == ([], [], [])
+    assert stack_guard.current(cfg.name) is None  # no guard process left running
+
+
+def test_guarded_socket_denies_escapes_and_shows_only_the_stack_objects(
+    docker_client, agent_image, base_image
+):
+    cfg = stack_config(docker="socket", registry={"enabled": False})
+    outsider = docker_client.api.create_container(
+        base_image, ["true"], labels=labels.managed("test")
+    )
+    try:
+        with stack_up(cfg, docker_client):
+            ci = f"{cfg.name}-ci"
+
+            def in_ci(*command):
+                exec_id = docker_client.api.exec_create(ci, list(command))["Id"]
+                output = docker_client.api.exec_start(exec_id).decode()
+                return docker_client.api.exec_inspect(exec_id)["ExitCode"], output
+
+            for escape in (
+                ["--privileged"], ["-v", "/:/host"], ["--pid", "host"], ["--cap-add", "ALL"],
+            ):  # fmt: skip
+                code, output = in_ci("docker", "run", "--rm", *escape, base_image, "true")
+                assert code != 0
+                assert "dockyard guard:" in output
+            code, output = in_ci("docker", "run", "--name", "mine", base_image, "true")
+            assert code == 0, output
+            code, listed = in_ci("docker", "ps", "-a", "--format", "{{.ID}} {{.Names}}")
+            assert code == 0
+            assert "mine" in listed
+            assert outsider["Id"][:12] not in listed
+            code, output = in_ci("docker", "rm", outsider["Id"])
+            assert code != 0
+            in_ci("docker", "rm", "mine")
+    finally:
+        docker_client.api.remove_container(outsider["Id"], force=True)
 
 
 def test_config_change_recreates_what_changed_and_keeps_volumes(docker_client, engine_image):

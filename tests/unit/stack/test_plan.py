@@ -75,22 +75,45 @@ def test_without_registry_the_engine_trusts_nothing_extra():
     assert "s-registry" not in found
 
 
-def test_socket_mode_mounts_the_socket_and_publishes_the_registry_on_loopback_only():
-    socket_facts = dataclasses.replace(facts(engine_image=None), registry_port=40123)
+def test_socket_mode_gives_the_guard_socket_and_publishes_the_registry_on_loopback_only():
+    socket_facts = dataclasses.replace(
+        facts(engine_image=None), registry_port=40123, guard_dir="/state/stacks/s/guard"
+    )
     found = by_name(plan(stack(name="s", docker="socket"), socket_facts))
     assert "s-engine" not in found
     assert "s-certs" not in found
+    assert found["s-guard"].kind == "guard"
+    assert found["s-guard"].body == {"profile": "ci-build", "socket_mode": "0660"}
+    order = list(found)
+    assert order.index("s-guard") < order.index("s-ci")  # the socket exists before the CI starts
     ci = found["s-ci"].body
-    assert "/var/run/docker.sock:/var/run/docker.sock" in ci["HostConfig"]["Binds"]
-    assert "DOCKER_HOST=unix:///var/run/docker.sock" in ci["Env"]
+    assert "/state/stacks/s/guard:/run/dockyard" in ci["HostConfig"]["Binds"]
+    assert not any("docker.sock" in b for b in ci["HostConfig"]["Binds"])
+    assert "DOCKER_HOST=unix:///run/dockyard/guard.sock" in ci["Env"]
     ports = found["s-registry"].body["HostConfig"]["PortBindings"]["5000/tcp"]
     assert ports == [{"HostIp": "127.0.0.1", "HostPort": "40123"}]
     assert "DOCKYARD_REGISTRY=localhost:40123" in ci["Env"]
 
 
+def test_socket_unsafe_mounts_the_raw_socket():
+    unsafe = dataclasses.replace(facts(engine_image=None), registry_port=40123)
+    found = by_name(plan(stack(name="s", docker="socket-unsafe"), unsafe))
+    assert "s-guard" not in found
+    ci = found["s-ci"].body
+    assert "/var/run/docker.sock:/var/run/docker.sock" in ci["HostConfig"]["Binds"]
+    assert "DOCKER_HOST=unix:///var/run/docker.sock" in ci["Env"]
+
+
+def test_a_non_root_ci_user_can_open_the_guard_socket():
+    jenkins = dataclasses.replace(facts("jenkins", engine_image=None), guard_dir="/g")
+    found = by_name(plan(stack(name="s", docker="socket", ci={"preset": "jenkins"}), jenkins))
+    assert found["s-guard"].body["socket_mode"] == "0666"
+
+
 def test_push_target_depends_on_who_pushes():
     assert registry_ref(stack()) == "registry:5000"
     assert registry_ref(stack(docker="socket"), 32768) == "localhost:32768"
+    assert registry_ref(stack(docker="socket-unsafe"), 32768) == "localhost:32768"
 
 
 def test_ci_ui_is_published_on_loopback_only_when_asked():
