@@ -6,6 +6,7 @@ set -euo pipefail
 need_pkgs=()
 command -v dockerd >/dev/null 2>&1 || need_pkgs+=(docker.io)
 command -v debootstrap >/dev/null 2>&1 || need_pkgs+=(debootstrap)
+command -v docker-compose >/dev/null 2>&1 || need_pkgs+=(docker-compose)  # guard tests drive it
 dpkg -s busybox-static >/dev/null 2>&1 || need_pkgs+=(busybox-static)  # the base image needs the static one
 if [ "${#need_pkgs[@]}" -gt 0 ]; then
   echo "installing ${need_pkgs[*]} from Debian's packages"

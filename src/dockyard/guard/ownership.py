@@ -82,6 +82,9 @@ class OwnershipLookupError(Exception):
 class Settlement:
     ok: bool
     reason: str = ""
+    status: int = 403
+    """What a refusal answers: 404 for what does not exist, as dockerd would (clients such as
+    docker-compose inspect before they create), 403 otherwise."""
     ids: dict[tuple[str, str], str] = field(default_factory=dict)
     """The ID each (kind, ref) need resolved to."""
 
@@ -164,7 +167,7 @@ class Resolver:
             if found is None:
                 if need.missing_ok:
                     continue
-                return Settlement(False, f"{need.kind} {need.ref!r} not found")
+                return Settlement(False, f"no such {need.kind}: {need.ref}", status=404)
             label, ident = found
             mine = label == owner
             if need.kind == "image" and label is None:

@@ -335,17 +335,18 @@ class Connection:
             verdict = deny("body", str(exc))
         else:
             verdict = evaluate(request, parsed, profile, self.owner)
+        status = 403
         if verdict.allow and verdict.needs:
             settled = await self.guard.resolver.settle(verdict.needs, self.owner)
             exchange.resolved = settled.ids
             if not settled.ok:
-                verdict = deny("ownership", settled.reason)
+                verdict, status = deny("ownership", settled.reason), settled.status
         record.rule, record.reason = verdict.rule, verdict.reason
         if verdict.allow:
             return verdict
         if self.settings.mode == "enforce":
             # A skipped request body (a denied build) cannot be read past: close after.
-            raise DeniedError(verdict, close=exchange.framing.body is Body.STREAM)
+            raise DeniedError(verdict, status, close=exchange.framing.body is Body.STREAM)
         record.verdict = "warn"
         if self.settings.mode == "warn":
             print(f"dockyard guard: WARN (not enforced): {verdict.message}", file=sys.stderr)
