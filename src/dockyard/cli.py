@@ -20,6 +20,7 @@ from dockyard import config
 from dockyard.doctor import command as doctor_command
 from dockyard.errors import DockyardError
 from dockyard.guard import command as guard_command
+from dockyard.pool import command as pool_command
 
 app = typer.Typer(
     help="Docker for containerized CI, done safely: TLS Docker-in-Docker engines that are "
@@ -377,6 +378,11 @@ def config_example() -> None:
 
 app.command("doctor")(doctor_command.doctor)
 app.command("guard")(guard_command.guard)
+app.command("serve")(pool_command.serve)
+app.command("lease")(pool_command.lease)
+app.command("release")(pool_command.release)
+app.command("leases")(pool_command.leases)
+app.command("gc")(pool_command.gc)
 
 ci_app = typer.Typer(help="The stack's CI server (buildbot preset).", no_args_is_help=True)
 app.add_typer(ci_app, name="ci")
@@ -426,8 +432,12 @@ def demo(
     stack: StackOption = "dockyard",
     as_json: Annotated[bool, typer.Option("--json", help="machine-readable output")] = False,
 ) -> None:
-    """The main job, inside the stack's CI container: docker build the example, docker push it
-    to the stack's registry, then pull and run it on a fresh engine that never saw it."""
+    """The main job: build and push the example from the stack's CI container, then verify it.
+
+    Inside the CI container, with only the environment it was given: docker build the example,
+    docker push it to the stack's registry, then pull and run it on a fresh engine that never
+    saw it (digests compared). Prints each step with its timing.
+    """
     from dockyard import demo as demo_module
 
     with _status(as_json) as step:
