@@ -202,6 +202,23 @@ def env(name: str, client: docker_api.DockerClient | None = None) -> dict[str, s
     }
 
 
+def host_endpoint(
+    name: str, client: docker_api.DockerClient | None = None
+) -> tuple[str, str, Path]:
+    """(address URL, certificate name, client cert dir) to reach an engine from this host,
+    where its network name does not resolve: its address on its network, TLS checked against
+    its name."""
+    client = client or docker_api.shared()
+    info = get(name, client)
+    networks = client.api.inspect_container(info.container)["NetworkSettings"]["Networks"]
+    address = (networks.get(info.network) or {}).get("IPAddress")
+    if not address or info.state != "running":
+        raise DockyardError(f"engine {name} is {info.state}, with no address", fix="dockyard up")
+    port = info.endpoint.rsplit(":", 1)[-1]
+    cert_dir = pki.PkiStore().client_dir(_client_name(name), engine=name)
+    return f"tcp://{address}:{port}", name, cert_dir
+
+
 def logs(name: str, tail: int | str = "all", client: docker_api.DockerClient | None = None) -> str:
     client = client or docker_api.shared()
     raw: bytes = client.api.logs(_container_of(client, name), tail=tail)

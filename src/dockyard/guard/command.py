@@ -175,6 +175,10 @@ def guard(  # noqa: PLR0917 (typer reads the options from the parameters)
     upstream_cert_path: Annotated[
         Path | None, typer.Option(help="ca.pem, cert.pem and key.pem for a tcp upstream")
     ] = None,
+    engine: Annotated[
+        str | None,
+        typer.Option(help="guard a dockyard engine (its address, name and client cert)"),
+    ] = None,
 ) -> None:
     """Serve the Engine API with a policy in front: a socket you can hand to CI jobs.
 
@@ -186,10 +190,18 @@ def guard(  # noqa: PLR0917 (typer reads the options from the parameters)
 
     Example: dockyard guard --listen 'unix:///run/dockyard/job1.sock?owner=job1'
     --allow-bind /srv/ci, then DOCKER_HOST=unix:///run/dockyard/job1.sock docker run ...
+
+    In front of a dockyard engine, to keep tenants of one engine apart: dockyard guard
+    --engine ci --listen 'unix:///run/dockyard/a.sock?owner=a' --listen '...b.sock?owner=b'
     """
     if mode not in ("enforce", "warn", "audit"):
         raise typer.BadParameter("use enforce, warn or audit", param_hint="--mode")
     try:
+        if engine:
+            from dockyard.engine import service
+
+            address, name, upstream_cert_path = service.host_endpoint(engine)
+            upstream = f"{address}?name={name}"
         chosen = choose_profile(profile, policy, allow_bind or [], dict(os.environ))
         found = listeners(listen or ["unix:///run/dockyard/guard.sock"], owner, tls, insecure)
         metrics = Metrics()

@@ -12,7 +12,7 @@ import ssl
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import parse_qs, urlsplit
 
 from dockyard.errors import DockyardError
 from dockyard.guard import http
@@ -32,17 +32,20 @@ class Upstream:
     host: str = ""
     port: int = 0
     tls: ssl.SSLContext | None = None
+    server_name: str | None = None  # the certificate name, when connecting by address
 
     async def connect(self) -> Streams:
         if self.unix_path is not None:
             return await asyncio.open_unix_connection(self.unix_path, limit=http.HEAD_LIMIT)
         return await asyncio.open_connection(
-            self.host, self.port, ssl=self.tls, limit=http.HEAD_LIMIT
-        )
+            self.host, self.port, ssl=self.tls, limit=http.HEAD_LIMIT,
+            server_hostname=self.server_name if self.tls else None,
+        )  # fmt: skip
 
 
 def parse_upstream(url: str, cert_path: Path | None = None) -> Upstream:
-    """``unix:///var/run/docker.sock`` or ``tcp://host:2376`` (TLS from ``cert_path``)."""
+    """``unix:///var/run/docker.sock`` or ``tcp://host:2376[?name=CERTNAME]`` (TLS from
+    ``cert_path``; ``name`` is the server certificate's name when ``host`` is an address)."""
     parts = urlsplit(url)
     if parts.scheme == "unix" and parts.path:
         return Upstream(url=url, unix_path=parts.path)
@@ -55,7 +58,10 @@ def parse_upstream(url: str, cert_path: Path | None = None) -> Upstream:
         context = ssl.create_default_context(cafile=str(cert_path / "ca.pem"))
         context.load_cert_chain(cert_path / "cert.pem", cert_path / "key.pem")
         context.set_alpn_protocols(["http/1.1"])
-        return Upstream(url=url, host=parts.hostname, port=parts.port, tls=context)
+        name = parse_qs(parts.query).get("name", [None])[0]
+        return Upstream(
+            url=url, host=parts.hostname, port=parts.port, tls=context, server_name=name
+        )
     raise DockyardError(
         f"cannot read upstream {url!r}",
         fix="use unix:///var/run/docker.sock or tcp://HOST:PORT with --upstream-cert-path",

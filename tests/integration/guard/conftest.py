@@ -21,7 +21,7 @@ from dockyard.guard.escapes import Rules
 from dockyard.guard.policy import Profile
 from dockyard.guard.profiles import CI_BUILD
 from dockyard.guard.server import Guard, Listener, Settings
-from dockyard.guard.upstream import parse_upstream
+from dockyard.guard.upstream import Upstream, parse_upstream
 
 CLIS = {"28": "/usr/local/bin/docker", "20.10": "/usr/bin/docker"}
 
@@ -58,12 +58,14 @@ class Running:
         return done
 
 
-def start_guard(owners: list[str], profile: Profile = CI_BUILD) -> Running:
+def start_guard(
+    owners: list[str], profile: Profile = CI_BUILD, upstream: Upstream | None = None
+) -> Running:
     root = Path(tempfile.mkdtemp(prefix="dg-", dir="/tmp"))
     (root / "config").mkdir()
     sockets = {owner: str(root / f"{owner}.sock") for owner in owners}
     settings = Settings(
-        upstream=parse_upstream("unix:///var/run/docker.sock"),
+        upstream=upstream or parse_upstream("unix:///var/run/docker.sock"),
         profile=profile,
         listeners=tuple(Listener(f"unix://{path}", owner=o) for o, path in sockets.items()),
         audit=AuditLog(root / "audit.log"),
