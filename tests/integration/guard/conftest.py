@@ -79,6 +79,27 @@ def start_guard(
 
 
 @pytest.fixture
+def clis() -> dict[str, str]:
+    """The docker CLIs on this machine, by version: both must work through the guard."""
+    return CLIS
+
+
+@pytest.fixture
+def guard_factory():
+    """Start guards with other upstreams or profiles; each is stopped after the test."""
+    started: list[Running] = []
+
+    def make(owners: list[str], **options) -> Running:
+        running = start_guard(owners, **options)
+        started.append(running)
+        return running
+
+    yield make
+    for running in started:
+        running.stop()
+
+
+@pytest.fixture
 def owners() -> list[str]:
     tag = secrets.token_hex(3)
     return [f"alice-{tag}", f"bob-{tag}"]
