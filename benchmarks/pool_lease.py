@@ -35,31 +35,18 @@ def _wait_idle(svc: PoolService, pool: str, count: int, timeout: float = 600) ->
         time.sleep(0.05)
 
 
-def warm_leases(client: docker_api.DockerClient, image: str, runs: int) -> list[float]:
-    """Lease latency with an idle engine waiting; releases happen outside the timing."""
-    pool = f"bw{secrets.token_hex(3)}"
-    svc = PoolService([PoolConfig(name=pool, image=image, warm=2, max=4)], client=client)
+def lease_latencies(
+    client: docker_api.DockerClient, image: str, runs: int, *, warm: int
+) -> list[float]:
+    """Time ``runs`` leases from a pool keeping ``warm`` engines idle (0: every lease cold)."""
+    pool = f"b{'w' if warm else 'c'}{secrets.token_hex(3)}"
+    svc = PoolService([PoolConfig(name=pool, image=image, warm=warm, max=4)], client=client)
     svc.start()
     samples = []
     try:
         for _ in range(runs):
-            _wait_idle(svc, pool, 1)
-            started = time.perf_counter()
-            grant = svc.lease(pool)
-            samples.append(time.perf_counter() - started)
-            svc.release(grant.lease.id)
-    finally:
-        _drain(client, svc, pool)
-    return samples
-
-
-def cold_leases(client: docker_api.DockerClient, image: str, runs: int) -> list[float]:
-    pool = f"bc{secrets.token_hex(3)}"
-    svc = PoolService([PoolConfig(name=pool, image=image, warm=0, max=2)], client=client)
-    svc.start()
-    samples = []
-    try:
-        for _ in range(runs):
+            if warm:
+                _wait_idle(svc, pool, 1)
             started = time.perf_counter()
             grant = svc.lease(pool)
             samples.append(time.perf_counter() - started)
@@ -133,8 +120,8 @@ def main(runs: int) -> None:
     host.privilege_decision(client, image)  # probe once outside the timings
     samples = max(runs, 5)
     print(f"per-job engines: {samples * 4} warm leases, {samples} cold, {samples} fresh engines")
-    warm = warm_leases(client, image, samples * 4)
-    cold = cold_leases(client, image, samples)
+    warm = lease_latencies(client, image, samples * 4, warm=2)
+    cold = lease_latencies(client, image, samples, warm=0)
     fresh = fresh_engine_per_job(client, image, samples)
     rows = [
         ("warm lease", warm),
