@@ -49,8 +49,16 @@ def main() -> None:
 
 def _run(action: Callable[[], T]) -> T:
     """Run an API call; show a DockyardError as two lines (cause, fix) and exit 1."""
+    from docker.errors import DockerException
+
     try:
-        return action()
+        try:
+            return action()
+        except DockerException as exc:  # an engine refusal no service anticipated
+            raise DockyardError(
+                f"the Docker engine refused: {str(exc).strip().splitlines()[-1]}",
+                fix="see the engine's message; dockyard doctor explains stack failures",
+            ) from exc
     except DockyardError as exc:
         err.print(f"[bold red]error:[/] {exc.message}", highlight=False, soft_wrap=True)
         if exc.fix:
@@ -311,11 +319,9 @@ def up(
     from dockyard.stack import apply
 
     cfg = _run(lambda: _stack_config(file, docker, ci))
-    for warning in apply.mode_warnings(cfg):
-        err.print(f"[bold yellow]warning:[/] {warning}", highlight=False)
     with _status(as_json) as step:
         report = _run(lambda: apply.up(cfg, progress=step))
-    for warning in report.warnings[len(apply.mode_warnings(cfg)) :]:
+    for warning in report.warnings:
         err.print(f"[bold yellow]warning:[/] {warning}", highlight=False)
     if as_json:
         _print_json(report.as_dict())

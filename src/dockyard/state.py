@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import os
+import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -37,13 +38,19 @@ def locked(name: str) -> Iterator[None]:
 
 
 def write_private(path: Path, data: bytes, mode: int = 0o600) -> None:
-    """Write ``data`` atomically with ``mode`` set before any byte lands."""
+    """Write ``data`` atomically with ``mode`` set before any byte lands.
+
+    The temporary file is new and unique (``mkstemp``: O_EXCL, never a planted symlink), so
+    two writers, threads or processes, never share it.
+    """
     path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
-        os.write(fd, data)
         os.fchmod(fd, mode)
-    finally:
+        os.write(fd, data)
+    except BaseException:
         os.close(fd)
-    tmp.replace(path)
+        os.unlink(tmp)
+        raise
+    os.close(fd)
+    os.replace(tmp, path)

@@ -85,7 +85,10 @@ def _try(
         "Labels": labels.managed(labels.ROLE_PROBE),
         "HostConfig": host_config,
     }
-    created = client.api.create_container_from_config(body)
+    try:
+        created = client.api.create_container_from_config(body)
+    except docker_api.APIError as exc:  # refused at create time (an authz plugin, rootless)
+        return False, str(exc.explanation or exc)
     try:
         client.api.start(created["Id"])
         result = client.api.wait(created["Id"], timeout=30)

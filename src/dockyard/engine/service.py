@@ -170,6 +170,8 @@ def _make_objects(
         progress(f"creating engine container {spec.name}")
         cid = str(client.api.create_container_from_config(create_body(spec), name=spec.name)["Id"])
     undo.callback(_quietly, client.api.remove_container, cid, force=True, v=True)
+    # A failed engine leaves no issuer behind for the next one of that name to inherit.
+    undo.callback(pki.PkiStore().remove_issuer, spec.name)
     if not spec.insecure:
         client.api.put_archive(cid, "/", _certificate_tar(spec))
     client.api.start(cid)
@@ -239,9 +241,14 @@ def rm(
     ):
         if _quietly(client.api.remove_network, net["Id"]):
             removed.append(f"network {net['Name']}")
-    if volumes and _is_ours(client.api.inspect_volume(info.cache_volume).get("Labels")):
-        client.api.remove_volume(info.cache_volume, force=True)
-        removed.append(f"volume {info.cache_volume}")
+    if volumes:
+        try:
+            found = client.api.inspect_volume(info.cache_volume)
+        except docker_api.NotFound:
+            found = {}
+        if labels.is_managed(found.get("Labels")):
+            client.api.remove_volume(info.cache_volume, force=True)
+            removed.append(f"volume {info.cache_volume}")
     store = pki.PkiStore()
     store.remove_client(_client_name(name))
     store.remove_issuer(name)
@@ -297,17 +304,13 @@ def _client_name(engine: str) -> str:
     return f"engine-{engine}"
 
 
-def _is_ours(found: dict[str, str] | None) -> bool:
-    return labels.is_managed(found)
-
-
 def _refuse_taken_name(client: docker_api.DockerClient, name: str) -> None:
     try:
         existing = client.api.inspect_container(name)
     except docker_api.NotFound:
         return
     found = existing["Config"].get("Labels") or {}
-    if found.get(labels.ROLE) == labels.ROLE_ENGINE and _is_ours(found):
+    if found.get(labels.ROLE) == labels.ROLE_ENGINE and labels.is_managed(found):
         raise DockyardError(
             f"engine {name} already exists", fix=f"use it, or remove it: dockyard engine rm {name}"
         )
@@ -332,7 +335,7 @@ def _network_for(
                 fix=f"create it (docker network create {wanted}) or omit --network",
             ) from None
         return wanted, False
-    if options.network is None and not _is_ours(net.get("Labels")):
+    if options.network is None and not labels.is_managed(net.get("Labels")):
         raise DockyardError(
             f"network {wanted} exists but dockyard did not create it (it was left alone)",
             fix=f"pass --network {wanted} to join it on purpose, or choose another engine name",

@@ -18,7 +18,7 @@ import struct
 import subprocess
 import tempfile
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -97,12 +97,6 @@ def build_recipe(
         if replaced is not None:
             _drop(client, replaced)
     return BuildResult(wanted.ref, True, time.monotonic() - started)
-
-
-def build_all(
-    roles: Iterable[str] = recipes.ROLES, *, force: bool = False, progress: Progress | None = None
-) -> list[BuildResult]:
-    return [build(role, force=force, progress=progress) for role in roles]
 
 
 def ensure(role: str, *, progress: Progress | None = None) -> str:

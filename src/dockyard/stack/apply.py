@@ -108,7 +108,7 @@ def gather_facts(
         image_ids={ref: resolve.image_id(client, ref) for ref in refs},
         registry_port=_registry_port(client, cfg) if cfg.docker != "dind" else None,
         base_image=base,
-        guard_dir=str(stack_guard.directory(cfg.name)) if cfg.docker == "socket" else None,
+        guard_dir=str(stack_guard.socket_dir(cfg.name)) if cfg.docker == "socket" else None,
     )
 
 

@@ -1,9 +1,11 @@
 """The stack's guard in socket mode: a ``dockyard guard`` process in front of the host's socket.
 
 The CI container gets the guard's socket (ci-build profile, owner = the stack) instead of the
-host's, through a directory bind-mounted at ``/run/dockyard``, so a restarted guard's new socket
-is visible without recreating the CI container. The process is the only stack object that is
-not a Docker object: its state (pid, spec hash) is a small file beside its socket.
+host's, through a directory holding nothing but the socket, bind-mounted read-only at
+``/run/dockyard``: a restarted guard's new socket is visible without recreating the CI
+container, and the CI can write nothing the guard (root on the host) later reads or appends to.
+The process is the only stack object that is not a Docker object: its state (pid, spec hash)
+is a small file next to the socket's directory.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from dockyard import state
 from dockyard.errors import DockyardError
 
 SOCKET_NAME = "guard.sock"
+SOCKET_DIR = "socket"  # the only part the CI container sees
 MOUNT = "/run/dockyard"
 UPSTREAM = "unix:///var/run/docker.sock"
 READY_SECONDS = 10.0
@@ -36,10 +39,20 @@ class GuardState:
 
 
 def directory(stack: str) -> Path:
-    """Host directory holding the guard's socket, log and state; mounted into the CI."""
+    """Host directory holding the guard's log and state (0700) and its socket directory."""
     path = _folder(stack)
-    path.mkdir(parents=True, exist_ok=True, mode=0o755)
+    path.mkdir(parents=True, exist_ok=True, mode=0o700)
+    (path / SOCKET_DIR).mkdir(exist_ok=True, mode=0o755)
     return path
+
+
+def audit_log(stack: str) -> Path:
+    return _folder(stack) / "audit.log"
+
+
+def socket_dir(stack: str) -> Path:
+    """What the CI container mounts (read-only): the socket alone."""
+    return _folder(stack) / SOCKET_DIR
 
 
 def _folder(stack: str) -> Path:
@@ -47,12 +60,12 @@ def _folder(stack: str) -> Path:
 
 
 def argv(stack: str, socket_mode: str) -> list[str]:
-    """The guard's command line: pure, and part of its spec hash."""
-    listen = f"unix://{directory(stack) / SOCKET_NAME}?owner={stack}&mode={socket_mode}"
+    """The guard's command line."""
+    listen = f"unix://{socket_dir(stack) / SOCKET_NAME}?owner={stack}&mode={socket_mode}"
     return [
         sys.executable, "-m", "dockyard", "guard", "--upstream", UPSTREAM,
         "--listen", listen, "--profile", "ci-build",
-        "--audit-log", str(directory(stack) / "audit.log"),
+        "--audit-log", str(audit_log(stack)),
     ]  # fmt: skip
 
 
@@ -70,7 +83,7 @@ def start(stack: str, command: list[str], spec_hash: str) -> GuardState:
     """Start the guard detached from this process and wait until its socket answers."""
     stop(stack)
     folder = directory(stack)
-    sock = folder / SOCKET_NAME
+    sock = socket_dir(stack) / SOCKET_NAME
     sock.unlink(missing_ok=True)
     with (folder / "guard.log").open("ab") as log:
         process = subprocess.Popen(

@@ -231,7 +231,7 @@ def ci_body(cfg: config.StackConfig, facts: Facts) -> dict[str, Any]:
     if cfg.docker == "dind":
         binds.append(f"{names.certs}:{CERT_PATH}:ro")
     elif cfg.docker == "socket":
-        binds.append(f"{facts.guard_dir}:{GUARD_MOUNT}")
+        binds.append(f"{facts.guard_dir}:{GUARD_MOUNT}:ro")  # the socket alone, read-only
     else:
         binds.append(f"{HOST_SOCKET}:{HOST_SOCKET}")
     env = {**preset.env, **ci_environment(cfg), "DOCKYARD_BASE": facts.base_image}

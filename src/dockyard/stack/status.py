@@ -84,7 +84,7 @@ def status(stack: str, client: docker_api.DockerClient | None = None) -> StackSt
             Component(
                 "guard", "process", f"{stack}-guard", "running" if guard.running else "stopped",
                 "" if guard.running else "failing",
-                f"pid {guard.pid}, ci-build policy, audit {stack_guard.directory(stack)}",
+                f"pid {guard.pid}, ci-build policy, audit {stack_guard.audit_log(stack)}",
             )
         )  # fmt: skip
     found.sort(key=lambda c: ORDER.index(c.component) if c.component in ORDER else len(ORDER))

@@ -87,7 +87,7 @@ def test_socket_mode_gives_the_guard_socket_and_publishes_the_registry_on_loopba
     order = list(found)
     assert order.index("s-guard") < order.index("s-ci")  # the socket exists before the CI starts
     ci = found["s-ci"].body
-    assert "/state/stacks/s/guard:/run/dockyard" in ci["HostConfig"]["Binds"]
+    assert "/state/stacks/s/guard:/run/dockyard:ro" in ci["HostConfig"]["Binds"]
     assert not any("docker.sock" in b for b in ci["HostConfig"]["Binds"])
     assert "DOCKER_HOST=unix:///run/dockyard/guard.sock" in ci["Env"]
     ports = found["s-registry"].body["HostConfig"]["PortBindings"]["5000/tcp"]
