@@ -83,7 +83,7 @@ def serve(
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     pools = _guard(lambda: pool_config.load(config))
-    svc = PoolService(pools)
+    svc = _guard(lambda: PoolService(pools))
     removed = _guard(svc.start)
     where = listen or api.default_socket()
     server = _guard(lambda: api.make_server(svc, where))

@@ -455,7 +455,8 @@ class PoolService:
                 },
             )
             service.create(options, client=self.client)
-        except (DockyardError, docker_api.APIError) as exc:
+        except Exception as exc:  # any failure must settle the engine as failed
+            # Left uncaught, the engine would stay "creating" for good and count against max.
             log.error("engine %s of pool %s failed to start: %s", command.name, pool.name, exc)
             return False
         return True
