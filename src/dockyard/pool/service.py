@@ -19,6 +19,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from functools import partial
@@ -106,6 +107,7 @@ class PoolService:
         self._images: dict[str, str] = {}
         self._retry_at = 0.0
         self._waiting: dict[str, Future[Grant]] = {}
+        self._abandoned: set[str] = set()  # leases whose requester gave up waiting
 
     # lifecycle
 
@@ -175,7 +177,17 @@ class PoolService:
             for command in step.commands:
                 assert isinstance(command, leases.CreateEngine)
                 self._settle(command)
-            return waiter.result(timeout=self.configs[pool].ready_timeout + 30)
+            try:
+                return waiter.result(timeout=self.configs[pool].ready_timeout + 30)
+            except FutureTimeout:
+                # Nobody will take this lease: release it as soon as its engine is granted.
+                if self._waiting.pop(token, None) is not None:
+                    self._abandoned.add(token)
+                raise PoolError(
+                    503,
+                    f"no engine of pool {pool} became ready in time",
+                    fix="retry; if it persists, see the serve log (the host may be overloaded)",
+                ) from None
         del self._waiting[token]
         return self._finish(step)
 
@@ -351,6 +363,9 @@ class PoolService:
         waiter = self._waiting.pop(lease_id or "", None)
         if waiter is None:
             self._run(step.commands)
+            if lease_id in self._abandoned:
+                self._abandoned.discard(lease_id)
+                self.release(lease_id)
         else:
             try:
                 waiter.set_result(self._finish(step))
