@@ -88,6 +88,7 @@ def _server_tls(host: str) -> ssl.SSLContext:
     context.load_cert_chain(where / "cert.pem", where / "key.pem")
     context.load_verify_locations(where / "clients-ca.pem")
     context.verify_mode = ssl.CERT_REQUIRED
+    context.options |= ssl.OP_NO_RENEGOTIATION  # tlsstream's writes never wait on a read
     context.set_alpn_protocols(["http/1.1"])
     return context
 

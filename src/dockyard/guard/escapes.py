@@ -27,12 +27,16 @@ class Need:
 
     ``escape`` names the escape class the need stands in for (joining a container's
     namespaces): a profile without ownership cannot settle it and denies instead.
+    ``unclaimed_ok`` (images): an unlabelled image whose tag no other owner created through
+    the guard counts as the client's too, so a pull may refresh a shared base image but not
+    replace a tag another owner built or tagged.
     """
 
     kind: str
     ref: str
     missing_ok: bool = False
     escape: str | None = None
+    unclaimed_ok: bool = False
 
 
 @dataclass(frozen=True, slots=True)

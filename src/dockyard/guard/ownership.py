@@ -172,7 +172,10 @@ class Resolver:
             mine = label == owner
             if need.kind == "image" and label is None:
                 # An unstamped image (pulled, or a base) moves by tag: whoever tagged it here.
-                mine = normalize_tag(need.ref) in self.tags.get(owner, ())
+                tag = normalize_tag(need.ref)
+                mine = tag in self.tags.get(owner, ())
+                if need.unclaimed_ok and not mine:
+                    mine = not any(tag in tags for who, tags in self.tags.items() if who != owner)
             if not mine:
                 return Settlement(False, f"{need.kind} {need.ref!r} belongs to another owner")
             ids[(need.kind, need.ref)] = ident

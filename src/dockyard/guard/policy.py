@@ -119,6 +119,31 @@ def _image_ref(repo: str, tag: str | None) -> str:
     return f"{repo}:{tag}" if tag else repo
 
 
+ALL_TAGS = "*"
+"""What :func:`pulled_tag` answers for a pull of a repository's every tag."""
+
+
+def pulled_tag(request: CanonicalRequest) -> str | None:
+    """The tag an ``image.create`` pull writes (``fromImage`` with ``tag``, read as dockerd
+    does), ``None`` for a pull by digest alone (content-addressed: it moves no tag) or an
+    import, and :data:`ALL_TAGS` for a repository without tag or digest (``pull -a``)."""
+    image = (request.param("fromImage") or "").removesuffix(":")
+    if request.endpoint != "image.create" or not image:
+        return None
+    tag = request.param("tag") or ""
+    name, _, digest = image.partition("@")
+    slash = name.rfind("/")
+    colon = name.rfind(":")
+    repo, in_name = (name[:colon], name[colon + 1 :]) if colon > slash else (name, "")
+    if tag and ":" not in tag:  # dockerd's WithTag: the tag parameter replaces the name's
+        return f"{repo}:{tag}"
+    if in_name:
+        return f"{repo}:{in_name}"
+    if digest or tag:
+        return None
+    return ALL_TAGS
+
+
 def confine(request: CanonicalRequest, owner: str) -> Verdict:
     """The needs, stamps and filters that keep a client to its own objects (alone, they are
     what warn and audit modes still apply to a request the profile would deny)."""
@@ -133,6 +158,10 @@ def confine(request: CanonicalRequest, owner: str) -> Verdict:
             needs.append(Need(request.kind or "", ref))
     if request.endpoint == "commit":
         needs.append(Need("container", request.param("container") or ""))
+    pulled = pulled_tag(request)
+    if pulled is not None and pulled != ALL_TAGS:
+        # A pull moves its tag: absent, an unclaimed base image, or the client's own.
+        needs.append(Need("image", pulled, missing_ok=True, unclaimed_ok=True))
     owned = f"{labels.OWNER}={owner}"
     return Verdict(
         allow=True,
@@ -153,7 +182,10 @@ def _escapes(request: CanonicalRequest, body: GoObject | None, rules: Rules) -> 
         review.deny("buildkit", "BuildKit sessions are not allowed by this profile")
     if endpoint == "build":
         escapes.build_query(review, request)
-    if endpoint == "image.create" and any(request.params("fromSrc")):
+    if endpoint == "image.create" and (
+        any(request.params("fromSrc")) or not request.param("fromImage")
+    ):
+        # dockerd imports whenever fromImage is empty, whatever fromSrc says.
         review.deny("image", "image import can overwrite any tag")
     check = BODY_CHECKS.get(endpoint)
     if check is not None:
@@ -189,6 +221,12 @@ def evaluate(
                 return deny(need.escape, f"joining {need.kind} {need.ref!r} needs ownership")
         paths = tuple(need for need in needs if need.kind == HOST_PATH)
         return Verdict(allow=True, rule="allow", reason=f"profile {profile.name}", needs=paths)
+    if pulled_tag(request) == ALL_TAGS:
+        return deny(
+            "image",
+            f"pulling every tag of {request.param('fromImage')!r} could overwrite tags of "
+            "other owners; pull one tag",
+        )
     owned = confine(request, owner)
     return Verdict(
         allow=True,

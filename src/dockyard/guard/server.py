@@ -22,12 +22,12 @@ import traceback
 from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal, Protocol
 from urllib.parse import parse_qs, urlsplit
 
 from dockyard import labels
 from dockyard.errors import DockyardError
-from dockyard.guard import http, ownership, rewrite
+from dockyard.guard import http, ownership, rewrite, tlsstream
 from dockyard.guard.audit import AuditLog, Record
 from dockyard.guard.framing import IGNORED_BODY_LIMIT, Body, Framing, check
 from dockyard.guard.gojson import GoJSONError, decode_object
@@ -80,6 +80,7 @@ class Listener:
     owner: str | None = None
     mode: int = 0o660
     tls: ssl.SSLContext | None = None
+    """Mutual TLS on a TCP listener, run per connection by :mod:`~dockyard.guard.tlsstream`."""
 
 
 def parse_listen(url: str, default_owner: str | None = None) -> Listener:
@@ -114,6 +115,18 @@ class Settings:
     stamp: Mapping[str, str] = field(default_factory=lambda: labels.managed(ROLE_GUARDED))
     """Labels added to everything clients create besides their owner's, so dockyard's
     listings and clean-ups find it."""
+
+
+class Writer(Protocol):
+    """What the guard writes to: an :class:`asyncio.StreamWriter` or a
+    :class:`~dockyard.guard.tlsstream.TLSWriter`."""
+
+    def write(self, data: bytes) -> None: ...
+    async def drain(self) -> None: ...
+    def can_write_eof(self) -> bool: ...
+    def write_eof(self) -> None: ...
+    def close(self) -> None: ...
+    def get_extra_info(self, name: str, default: Any = None) -> Any: ...
 
 
 class _ClientReader(asyncio.StreamReader):
@@ -179,9 +192,8 @@ class Guard:
                 server = await loop.create_unix_server(factory, str(path))
                 path.chmod(listener.mode)
             else:
-                server = await loop.create_server(
-                    factory, parts.hostname, parts.port or 2376, ssl=listener.tls
-                )
+                # TLS is run per connection (tlsstream), not by asyncio, so it can half-close.
+                server = await loop.create_server(factory, parts.hostname, parts.port or 2376)
             self.servers.append(server)
 
     async def serve_forever(self) -> None:
@@ -203,16 +215,36 @@ class Guard:
         if len(self.connections) >= MAX_CONNECTIONS:
             writer.close()
             return
+        assert isinstance(reader, _ClientReader)
+        if listener.tls is None:
+            serving = self._serve(reader, writer, listener)
+        else:
+            serving = self._serve_tls(reader, writer, listener, listener.tls)
+        task = asyncio.get_running_loop().create_task(serving)
+        self.connections.add(task)
+        task.add_done_callback(self.connections.discard)
+
+    async def _serve_tls(
+        self,
+        raw_reader: asyncio.StreamReader,
+        raw_writer: asyncio.StreamWriter,
+        listener: Listener,
+        context: ssl.SSLContext,
+    ) -> None:
+        reader = _ClientReader(limit=http.HEAD_LIMIT)
+        try:
+            writer = await tlsstream.accept(raw_reader, raw_writer, context, reader)
+        except (OSError, TimeoutError):
+            return  # a failed handshake (an unknown certificate) costs only its connection
+        await self._serve(reader, writer, listener)
+
+    async def _serve(self, reader: _ClientReader, writer: Writer, listener: Listener) -> None:
         owner = ownership.identify(
             listener.owner, writer.get_extra_info("ssl_object"), writer.get_extra_info("socket")
         )
         peer = writer.get_extra_info("peername")
         client = f"{listener.url}" + (f" {peer[0]}:{peer[1]}" if isinstance(peer, tuple) else "")
-        assert isinstance(reader, _ClientReader)
-        connection = Connection(self, reader, writer, owner, client)
-        task = asyncio.get_running_loop().create_task(connection.run())
-        self.connections.add(task)
-        task.add_done_callback(self.connections.discard)
+        await Connection(self, reader, writer, owner, client).run()
 
 
 def _clear_stale_socket(path: Path) -> None:
@@ -237,7 +269,7 @@ class Connection:
         self,
         guard: Guard,
         reader: _ClientReader,
-        writer: asyncio.StreamWriter,
+        writer: Writer,
         owner: str,
         client: str,
     ) -> None:
@@ -485,7 +517,7 @@ def _created_tags(request: CanonicalRequest) -> list[str]:
     return [f"{repo}:{request.param('tag')}" if request.param("tag") else repo] if repo else []
 
 
-async def _copy(pieces: AsyncIterator[bytes], writer: asyncio.StreamWriter, chunk: bool) -> int:
+async def _copy(pieces: AsyncIterator[bytes], writer: Writer, chunk: bool) -> int:
     """Write a body's pieces as they come (re-chunked when ``chunk``); the bytes copied."""
     total = 0
     async for piece in pieces:
@@ -495,7 +527,7 @@ async def _copy(pieces: AsyncIterator[bytes], writer: asyncio.StreamWriter, chun
     return total
 
 
-async def _pipe(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> int:
+async def _pipe(reader: asyncio.StreamReader, writer: Writer) -> int:
     total = 0
     try:
         while piece := await reader.read(http.PIECE):
@@ -509,7 +541,9 @@ async def _pipe(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> i
     return total
 
 
-async def _splice(client: Streams, upstream: Streams, record: Record) -> tuple[int, int]:
+async def _splice(
+    client: tuple[asyncio.StreamReader, Writer], upstream: Streams, record: Record
+) -> tuple[int, int]:
     """Relay a hijacked connection both ways; each side's half-close is passed on."""
     sent, received = await asyncio.gather(
         _pipe(client[0], upstream[1]), _pipe(upstream[0], client[1])

@@ -6,6 +6,7 @@ import contextlib
 import shutil
 import subprocess
 import time
+from collections.abc import Iterator
 
 import pytest
 
@@ -52,29 +53,71 @@ def test_compose_up_and_down_of_a_two_service_project(guard, owners, base_image,
     assert guard.docker(owners[0], "ps", "-aq").stdout.strip() == b""
 
 
-def test_push_and_pull_through_the_guard(guard, owners, docker_client, base_image):
+@contextlib.contextmanager
+def local_registry(docker_client) -> Iterator[str]:
+    """A registry published on a loopback port: its ``localhost:PORT`` prefix."""
     registry = docker_client.api.create_container(
         builder.ensure("registry"),
         labels=labels.managed("test"),
         host_config=docker_client.api.create_host_config(port_bindings={5000: ("127.0.0.1", None)}),
     )
-    ref = None
     try:
         docker_client.api.start(registry["Id"])
-        port = docker_client.api.port(registry["Id"], 5000)[0]["HostPort"]
-        ref = f"localhost:{port}/pulled:{owners[0][-6:]}"
-        guard.docker(owners[0], "tag", base_image, ref)
-        for _ in range(50):  # the registry takes a moment to listen
-            if guard.docker(owners[0], "push", ref, check=False).returncode == 0:
-                break
-            time.sleep(0.1)
-        guard.docker(owners[0], "rmi", ref)
-        pulled = guard.docker(owners[0], "pull", ref).stdout.decode()
-        assert "Digest: sha256:" in pulled
-        ran = guard.docker(owners[0], "run", "--rm", ref, "echo", "pulled ok").stdout
-        assert ran == b"pulled ok\n"
+        yield f"localhost:{docker_client.api.port(registry['Id'], 5000)[0]['HostPort']}"
     finally:
         docker_client.api.remove_container(registry["Id"], force=True, v=True)
+
+
+def push(guard, owner: str, ref: str) -> None:
+    for _ in range(50):  # the registry takes a moment to listen
+        if guard.docker(owner, "push", ref, check=False).returncode == 0:
+            return
+        time.sleep(0.1)
+    guard.docker(owner, "push", ref)
+
+
+def test_push_and_pull_through_the_guard(guard, owners, docker_client, base_image):
+    ref = None
+    try:
+        with local_registry(docker_client) as registry:
+            ref = f"{registry}/pulled:{owners[0][-6:]}"
+            guard.docker(owners[0], "tag", base_image, ref)
+            push(guard, owners[0], ref)
+            guard.docker(owners[0], "rmi", ref)
+            pulled = guard.docker(owners[0], "pull", ref).stdout.decode()
+            assert "Digest: sha256:" in pulled
+            ran = guard.docker(owners[0], "run", "--rm", ref, "echo", "pulled ok").stdout
+            assert ran == b"pulled ok\n"
+    finally:
         if ref:
             with contextlib.suppress(Exception):
                 docker_client.api.remove_image(ref, force=True)
+
+
+def test_a_pull_cannot_move_a_tag_another_owner_built(
+    guard, owners, clis, docker_client, base_image, tmp_path
+):
+    alice, bob = owners
+    with local_registry(docker_client) as registry:
+        ref = f"{registry}/shared:{alice[-6:]}"
+
+        def build(version: str) -> str:
+            context = tmp_path / version
+            context.mkdir()
+            (context / "Dockerfile").write_text(f"FROM {base_image}\nRUN echo {version} > /v\n")
+            guard.docker(alice, "build", "-q", "-t", ref, str(context))
+            return str(docker_client.api.inspect_image(ref)["Id"])
+
+        pushed = build("v1")
+        push(guard, alice, ref)
+        local = build("v2")  # alice's tag now differs from what the registry holds
+        for cli in clis:
+            denied = guard.docker(bob, "pull", ref, cli=cli, check=False)
+            assert denied.returncode != 0
+            assert b"dockyard guard: ownership" in denied.stderr, denied.stderr
+            assert b"belongs to another owner" in denied.stderr
+            assert docker_client.api.inspect_image(ref)["Id"] == local
+        pulled = guard.docker(alice, "pull", ref).stdout.decode()
+        assert "Digest: sha256:" in pulled
+        assert docker_client.api.inspect_image(ref)["Id"] == pushed
+        # alice's images (both builds) carry her owner label: the guard fixture removes them

@@ -97,6 +97,37 @@ def test_image_tags_belong_to_their_builder_or_tagger():
     assert not asyncio.run(resolver.settle([Need("image", "app:1")], "bob")).ok
 
 
+def test_a_pulled_tag_is_absent_unclaimed_or_the_pullers():
+    base = {"Id": "sha256:1", "Config": {"Labels": None}}
+    answers = {
+        "/images/built%3A1/json": (200, owned("alice")),
+        "/images/base%3A1/json": (200, base),
+        "/images/tagged%3A1/json": (200, base),
+    }
+
+    def pull(tag):
+        return Need("image", tag, missing_ok=True, unclaimed_ok=True)
+
+    _, _, resolver = settle(answers, [])
+    resolver.record_tags("alice", ["tagged:1"])
+
+    def ok(tag, owner):
+        return asyncio.run(resolver.settle([pull(tag)], owner)).ok
+
+    assert ok("absent:1", "bob")
+    assert ok("base:1", "bob")  # a shared base image
+    assert ok("base:1", "alice")
+    assert ok("built:1", "alice")
+    assert not ok("built:1", "bob")  # stamped by its builder
+    assert ok("tagged:1", "alice")
+    assert not ok("tagged:1", "bob")  # unlabelled, but alice tagged it here
+    refusal = asyncio.run(resolver.settle([pull("built:1")], "bob"))
+    assert refusal.status == 403
+    assert "belongs to another owner" in refusal.reason
+    # without unclaimed_ok (image.tag, image.delete) an unclaimed image is nobody's
+    assert not asyncio.run(resolver.settle([Need("image", "base:1", True)], "bob")).ok
+
+
 def test_host_paths_are_resolved_through_symlinks(tmp_path):
     allowed = tmp_path / "ci"
     allowed.mkdir()

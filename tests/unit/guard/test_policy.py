@@ -281,6 +281,12 @@ def test_escapes_are_caught_on_every_route_form(target):
         ("POST", "/session", None, "buildkit"),
         ("POST", "/grpc", None, "buildkit"),
         ("POST", "/images/create?fromSrc=-&repo=alpine", None, "image"),
+        ("POST", "/images/create?fromSrc=http://x/a.tar&repo=alpine&tag=1", None, "image"),
+        ("POST", "/images/create?fromImage=alpine&fromSrc=-", None, "image"),
+        ("POST", "/images/create?repo=alpine&tag=1", None, "image"),  # fromImage empty: import
+        ("POST", "/images/create?fromImage=&fromImage=alpine&tag=1", None, "image"),
+        ("POST", "/images/create?fromImage=alpine", None, "image"),  # pull -a: every tag
+        ("POST", "/images/create?fromImage=alpine%3A&tag=", None, "image"),
     ],
 )
 def test_other_endpoint_escapes(method, target, body, rule):
@@ -529,6 +535,45 @@ def test_created_objects_are_stamped_and_lists_filtered():
 def test_per_object_endpoints_need_ownership(method, target, need):
     body = {"Cmd": ["sh"]} if target.endswith("/exec") else None
     assert need in judge(method, target, body).needs
+
+
+PULL_NEED = {"missing_ok": True, "unclaimed_ok": True}
+
+
+@pytest.mark.parametrize(
+    ("target", "tag"),
+    [("/v1.41/images/create?fromImage=alpine&tag=3.20", "alpine:3.20"),
+     ("/images/create?fromImage=shared&tag=latest", "shared:latest"),
+     ("/images/create?fromImage=localhost%3A5000%2Fshared&tag=t1", "localhost:5000/shared:t1"),
+     ("/images/create?fromImage=localhost:5000/shared:t1", "localhost:5000/shared:t1"),
+     ("/images/create?fromImage=shared:old&tag=new", "shared:new"),  # tag replaces the name's
+     ("/images/create?fromImage=shared:t1@sha256:ab", "shared:t1"),
+     ("/images/create?fromImage=shared&tag=t1&tag=t2", "shared:t1")],
+)  # fmt: skip
+def test_a_pull_needs_its_tag_unclaimed_or_owned(target, tag):
+    verdict = judge("POST", target)
+    assert verdict.allow, verdict.message
+    image_needs = [need for need in verdict.needs if need.kind == "image"]
+    assert image_needs == [Need("image", tag, **PULL_NEED)]
+
+
+@pytest.mark.parametrize(
+    "target",
+    ["/images/create?fromImage=alpine%40sha256%3Aab",
+     "/images/create?fromImage=alpine&tag=sha256:ab"],
+)  # fmt: skip
+def test_a_pull_by_digest_moves_no_tag(target):
+    verdict = judge("POST", target)
+    assert verdict.allow, verdict.message
+    assert verdict.needs == ()
+
+
+def test_pulls_without_ownership_need_nothing():
+    proxy = dataclasses.replace(CI, ownership=False)
+    verdict = judge("POST", "/images/create?fromImage=alpine&tag=1", profile=proxy)
+    assert verdict.allow
+    assert verdict.needs == ()
+    assert judge("POST", "/images/create?fromImage=alpine", profile=proxy).allow
 
 
 def test_shared_images_are_readable_without_ownership():
