@@ -22,7 +22,7 @@ import traceback
 from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal, Protocol
+from typing import Literal
 from urllib.parse import parse_qs, urlsplit
 
 from dockyard import labels
@@ -33,6 +33,7 @@ from dockyard.guard.framing import IGNORED_BODY_LIMIT, Body, Framing, check
 from dockyard.guard.gojson import GoJSONError, decode_object
 from dockyard.guard.policy import Profile, Verdict, confine, deny, evaluate
 from dockyard.guard.request import UNKNOWN, CanonicalRequest, RequestError, canonicalize
+from dockyard.guard.tlsstream import Writer
 from dockyard.guard.upstream import Lookups, Streams, Upstream
 
 Mode = Literal["enforce", "warn", "audit"]
@@ -115,18 +116,6 @@ class Settings:
     stamp: Mapping[str, str] = field(default_factory=lambda: labels.managed(ROLE_GUARDED))
     """Labels added to everything clients create besides their owner's, so dockyard's
     listings and clean-ups find it."""
-
-
-class Writer(Protocol):
-    """What the guard writes to: an :class:`asyncio.StreamWriter` or a
-    :class:`~dockyard.guard.tlsstream.TLSWriter`."""
-
-    def write(self, data: bytes) -> None: ...
-    async def drain(self) -> None: ...
-    def can_write_eof(self) -> bool: ...
-    def write_eof(self) -> None: ...
-    def close(self) -> None: ...
-    def get_extra_info(self, name: str, default: Any = None) -> Any: ...
 
 
 class _ClientReader(asyncio.StreamReader):

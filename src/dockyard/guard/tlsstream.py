@@ -14,13 +14,24 @@ import asyncio
 import contextlib
 import ssl
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Protocol
 
 HANDSHAKE_TIMEOUT = 30.0
 """Seconds a client may take to complete its TLS handshake."""
 
 RECORD = 64 * 1024
 """Most bytes read from the socket or the TLS object at once."""
+
+
+class Writer(Protocol):
+    """What the guard writes to: an :class:`asyncio.StreamWriter` or a :class:`TLSWriter`."""
+
+    def write(self, data: bytes) -> None: ...
+    async def drain(self) -> None: ...
+    def can_write_eof(self) -> bool: ...
+    def write_eof(self) -> None: ...
+    def close(self) -> None: ...
+    def get_extra_info(self, name: str, default: Any = None) -> Any: ...
 
 
 class _Gate:

@@ -15,12 +15,13 @@ from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 from dockyard.errors import DockyardError
-from dockyard.guard import http
+from dockyard.guard import http, tlsstream
+from dockyard.guard.tlsstream import Writer
 
 LOOKUP_LIMIT = 4 * 1024 * 1024
 """Largest inspect answer read for an ownership lookup."""
 
-Streams = tuple[asyncio.StreamReader, asyncio.StreamWriter]
+Streams = tuple[asyncio.StreamReader, Writer]
 
 
 @dataclass(frozen=True, slots=True)
@@ -37,10 +38,17 @@ class Upstream:
     async def connect(self) -> Streams:
         if self.unix_path is not None:
             return await asyncio.open_unix_connection(self.unix_path, limit=http.HEAD_LIMIT)
-        return await asyncio.open_connection(
-            self.host, self.port, ssl=self.tls, limit=http.HEAD_LIMIT,
-            server_hostname=self.server_name if self.tls else None,
-        )  # fmt: skip
+        raw_reader, raw_writer = await asyncio.open_connection(
+            self.host, self.port, limit=http.HEAD_LIMIT
+        )
+        if self.tls is None:
+            return raw_reader, raw_writer
+        # TLS run by tlsstream, not asyncio, so a hijacked stream can half-close both ways.
+        reader = asyncio.StreamReader(limit=http.HEAD_LIMIT)
+        writer = await tlsstream.connect(
+            raw_reader, raw_writer, self.tls, reader, self.server_name or self.host
+        )
+        return reader, writer
 
 
 def parse_upstream(url: str, cert_path: Path | None = None) -> Upstream:

@@ -30,6 +30,9 @@ def test_two_tenants_of_one_engine_are_kept_apart(engine, base_image, guard_fact
     assert version.stdout.strip()  # through TLS to the engine, name checked
     ran = running.docker(tenants[0], "run", "--name", "mine", base_image, "echo", "inner")
     assert ran.stdout == b"inner\n"
+    text = b"".join(b"line %d\n" % n for n in range(500))
+    echoed = running.docker(tenants[0], "run", "-i", "--rm", base_image, "cat", stdin=text)
+    assert echoed.stdout == text  # half-close crosses the guard's TLS upstream too
     listed = running.docker(tenants[1], "ps", "-a", "--format", "{{.Names}}").stdout
     assert b"mine" not in listed
     refused = running.docker(tenants[1], "rm", "mine", check=False)
