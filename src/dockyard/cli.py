@@ -430,6 +430,23 @@ def ci_build(
         raise typer.Exit(1)
 
 
+@app.command("client-cert")
+def client_cert(
+    name: Annotated[str, typer.Argument(help="the client's name: its owner in the guard")],
+    service: Annotated[str, typer.Option("--for", help="guard or serve (their TCP listeners)")],
+) -> None:
+    """Issue a client certificate for a TCP listener of `dockyard guard --tls` or `dockyard
+    serve`; prints the directory (ca.pem, cert.pem, key.pem) to use as DOCKER_CERT_PATH or
+    DOCKYARD_SERVER_CERT_PATH."""
+    from dockyard import pki
+
+    if service not in pki.SERVICE_ISSUERS:
+        _run(partial(_raise, f"unknown service {service}", "use --for guard or --for serve"))
+    issuer = pki.SERVICE_ISSUERS[service]
+    path = _run(partial(pki.PkiStore().client_dir, f"{issuer}.{name}", issuer, common_name=name))
+    typer.echo(str(path))
+
+
 # --- main job --------------------------------------------------------------------------------
 
 

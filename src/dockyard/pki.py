@@ -325,6 +325,11 @@ def _private_dir(path: Path) -> None:
     path.chmod(0o700)
 
 
+SERVICE_ISSUERS = {"guard": "service.guard", "serve": "service.serve"}
+"""Issuers of the clients of dockyard's own TCP services; the dot keeps them apart from any
+engine's issuer (engine names are DNS labels)."""
+
+
 class PkiStore:
     """One CA per host, and the client cert dirs handed to CI containers as DOCKER_CERT_PATH.
 
@@ -403,10 +408,13 @@ class PkiStore:
         )
         return {CA_CERT: self.issuer(engine).cert_pem, CERT: server.cert_pem, KEY: server.key_pem}
 
-    def client_dir(self, name: str, engine: str | None = None) -> Path:
-        """A DOCKER_CERT_PATH for ``name`` (a client of ``engine`` when given), re-issued only
-        when it would soon stop working."""
-        self._ensure_client(name, engine)
+    def client_dir(
+        self, name: str, engine: str | None = None, common_name: str | None = None
+    ) -> Path:
+        """A DOCKER_CERT_PATH for ``name`` (a client of ``engine`` when given; its certificate
+        names ``common_name``, default ``name``), re-issued only when it would soon stop
+        working."""
+        self._ensure_client(name, engine, common_name)
         return self._client_path(name)
 
     def client_bundle(self, name: str, engine: str | None = None) -> dict[str, bytes]:
@@ -427,7 +435,9 @@ class PkiStore:
             )
         return self.root / "clients" / name
 
-    def _ensure_client(self, name: str, engine: str | None) -> dict[str, bytes]:
+    def _ensure_client(
+        self, name: str, engine: str | None, common_name: str | None = None
+    ) -> dict[str, bytes]:
         path = self._client_path(name)
         # Outside the lock: flock is per open file, so nesting would deadlock.
         ca = self.ca()
@@ -439,7 +449,7 @@ class PkiStore:
             }
             if len(files) == 3 and self._client_usable(ca, signer, files, now):
                 return files
-            client = issue_client(signer, name, now=now)
+            client = issue_client(signer, common_name or name, now=now)
             files = {CA_CERT: ca.cert_pem, CERT: client.cert_pem, KEY: client.key_pem}
             _private_dir(path.parent)
             _private_dir(path)

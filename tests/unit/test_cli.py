@@ -1,5 +1,8 @@
 """The CLI's own behaviour: help that teaches, and bad input refused before any engine call."""
 
+from datetime import UTC, datetime
+
+from cryptography.hazmat.primitives import serialization
 from typer.testing import CliRunner
 
 from dockyard.cli import app
@@ -36,3 +39,24 @@ def test_unknown_env_format_is_refused():
     result = runner.invoke(app, ["engine", "env", "ci", "--format", "yaml"])
     assert result.exit_code == 1
     assert "unknown format yaml" in result.output
+
+
+def test_client_cert_for_a_service_names_its_owner(tmp_path, monkeypatch):
+    from cryptography import x509
+
+    from dockyard import pki
+
+    monkeypatch.setenv("DOCKYARD_STATE_DIR", str(tmp_path))
+    result = runner.invoke(app, ["client-cert", "alice", "--for", "guard"])
+    assert result.exit_code == 0, result.output
+    cert = x509.load_pem_x509_certificate(
+        (tmp_path / result.output.strip() / "cert.pem").read_bytes()
+    )
+    assert cert.subject.get_attributes_for_oid(x509.NameOID.COMMON_NAME)[0].value == "alice"
+    issuer = pki.PkiStore().issuer(pki.SERVICE_ISSUERS["guard"]).cert_pem
+    assert not pki.check_certificate(
+        issuer, cert.public_bytes(serialization.Encoding.PEM), now=datetime.now(UTC),
+        purpose="client",
+    )  # fmt: skip
+    refused = runner.invoke(app, ["client-cert", "alice", "--for", "nope"])
+    assert refused.exit_code == 1

@@ -376,7 +376,7 @@ def _ensure_volume(client: docker_api.DockerClient, volume: str, engine: str) ->
 def _certificate_tar(spec: EngineSpec) -> bytes:
     """The engine's server certificate and its own probe client, as a tar to copy in."""
     store = pki.PkiStore()
-    server = store.server_bundle(spec.name, spec.dns_names, ("127.0.0.1",))
+    server = store.server_bundle(spec.name, spec.dns_names, ())
     probe = pki.issue_client(store.issuer(spec.name), f"probe@{spec.name}", now=datetime.now(UTC))
     files = {f"{SERVER_TLS_DIR}/{name}": data for name, data in server.items()} | {
         f"{PROBE_TLS_DIR}/ca.pem": store.ca().cert_pem,

@@ -53,7 +53,9 @@ class EngineSpec:
     @property
     def dns_names(self) -> tuple[str, ...]:
         """Names the server certificate must carry."""
-        return (self.name, *self.aliases, "localhost")
+        # Not localhost: every engine's key is readable by whoever controls that engine, and a
+        # shared name would let one impersonate dockyard services clients reach as localhost.
+        return (self.name, *self.aliases)
 
 
 def dockerd_args(spec: EngineSpec) -> list[str]:

@@ -19,6 +19,7 @@ import typer
 from rich.console import Console
 from rich.markup import escape
 
+from dockyard import pki
 from dockyard.errors import DockyardError
 from dockyard.guard import profiles
 from dockyard.guard.audit import AuditLog, Metrics
@@ -27,7 +28,7 @@ from dockyard.guard.server import Listener, Mode, Settings, parse_listen
 from dockyard.guard.upstream import parse_upstream
 
 SOCKET_PROXY = "docker-socket-proxy"
-TLS_ISSUER = "guard"
+TLS_ISSUER = pki.SERVICE_ISSUERS["guard"]
 """The dockyard PKI issuer whose client certificates the TCP listener accepts."""
 
 _err = Console(stderr=True, soft_wrap=True, width=None if sys.stderr.isatty() else 240)

@@ -198,7 +198,10 @@ def server_context(hostname: str) -> ssl.SSLContext:
     context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     context.minimum_version = ssl.TLSVersion.TLSv1_2
     context.verify_mode = ssl.CERT_REQUIRED
-    context.load_verify_locations(cadata=ca.cert_pem.decode())
+    # Clients of serve only: not engines' clients, nor anything else the host CA signs.
+    context.load_verify_locations(
+        cadata=store.issuer(pki.SERVICE_ISSUERS["serve"]).cert_pem.decode()
+    )
     with tempfile.TemporaryDirectory(prefix="dockyard-serve-") as tmp:
         cert, key = Path(tmp) / "cert.pem", Path(tmp) / "key.pem"
         cert.write_bytes(issued.cert_pem)

@@ -11,6 +11,7 @@ import time
 import pytest
 
 from dockyard import pki
+from dockyard.guard.command import TLS_ISSUER
 
 pytestmark = pytest.mark.docker
 
@@ -31,7 +32,7 @@ def tls_guard(tmp_path):
     )  # fmt: skip
     owner = f"tls-{os.getpid()}"
     try:
-        good = pki.PkiStore().client_dir(owner, engine="guard")
+        good = pki.PkiStore().client_dir(owner, engine=TLS_ISSUER)
         env = {k: v for k, v in os.environ.items() if not k.startswith("DOCKER_")}
         env |= {"DOCKER_HOST": f"tcp://127.0.0.1:{port}", "DOCKER_TLS_VERIFY": "1"}
 
