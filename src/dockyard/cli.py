@@ -4,19 +4,17 @@ from __future__ import annotations
 
 import json
 import shlex
-import sys
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from functools import partial
 from pathlib import Path
-from typing import Annotated, Any, TypeVar
+from typing import Annotated, Any
 
 import typer
-from rich.console import Console
 from rich.table import Table
 
-from dockyard import config
+from dockyard import config, ui
 from dockyard.doctor import command as doctor_command
 from dockyard.errors import DockyardError
 from dockyard.guard import command as guard_command
@@ -36,34 +34,11 @@ images_app = typer.Typer(help="dockyard's images, built from Debian packages wit
 app.add_typer(engine_app, name="engine")
 app.add_typer(images_app, name="images")
 
-# Scripts read whole lines: when not on a terminal, do not wrap at 80 columns.
-_WIDE = None if sys.stdout.isatty() else 240
-out = Console(soft_wrap=True, width=_WIDE)
-err = Console(stderr=True, soft_wrap=True, width=_WIDE)
-T = TypeVar("T")
+out, err, _run = ui.out, ui.err, ui.run
 
 
 def main() -> None:
     app()
-
-
-def _run(action: Callable[[], T]) -> T:
-    """Run an API call; show a DockyardError as two lines (cause, fix) and exit 1."""
-    from docker.errors import DockerException
-
-    try:
-        try:
-            return action()
-        except DockerException as exc:  # an engine refusal no service anticipated
-            raise DockyardError(
-                f"the Docker engine refused: {str(exc).strip().splitlines()[-1]}",
-                fix="see the engine's message; dockyard doctor explains stack failures",
-            ) from exc
-    except DockyardError as exc:
-        err.print(f"[bold red]error:[/] {exc.message}", highlight=False, soft_wrap=True)
-        if exc.fix:
-            err.print(f"[bold]fix:[/] {exc.fix}", highlight=False, soft_wrap=True)
-        raise typer.Exit(1) from None
 
 
 @contextmanager

@@ -9,17 +9,15 @@ import ipaddress
 import os
 import socket
 import ssl
-import sys
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated
 from urllib.parse import urlsplit
 
 import typer
-from rich.console import Console
 from rich.markup import escape
 
-from dockyard import pki
+from dockyard import pki, ui
 from dockyard.errors import DockyardError
 from dockyard.guard import profiles
 from dockyard.guard.audit import AuditLog, Metrics
@@ -31,7 +29,7 @@ SOCKET_PROXY = "docker-socket-proxy"
 TLS_ISSUER = pki.SERVICE_ISSUERS["guard"]
 """The dockyard PKI issuer whose client certificates the TCP listener accepts."""
 
-_err = Console(stderr=True, soft_wrap=True, width=None if sys.stderr.isatty() else 240)
+_err = ui.err
 
 
 def choose_profile(
@@ -215,10 +213,7 @@ def guard(  # noqa: PLR0917 (typer reads the options from the parameters)
             audit=AuditLog(audit_log, metrics),
         )
     except DockyardError as exc:
-        _err.print(f"[bold red]error:[/] {escape(exc.message)}")
-        if exc.fix:
-            _err.print(f"[bold]fix:[/] {escape(exc.fix)}")
-        raise typer.Exit(1) from None
+        ui.fail(exc)
     _warn(chosen, mode, found)
     for listener in found:
         who = listener.owner or ("certificate CN" if listener.tls else "peer uid")

@@ -8,25 +8,21 @@ import logging
 import os
 import shlex
 import signal
-import sys
 import threading
 import time
 from collections.abc import Callable
 from functools import partial
 from pathlib import Path
-from typing import Annotated, Any, Literal, TypeVar
+from typing import Annotated, Any, Literal
 
 import typer
-from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
+from dockyard import ui
 from dockyard.errors import DockyardError
 
-_WIDE = None if sys.stdout.isatty() else 240
-out = Console(soft_wrap=True, width=_WIDE)
-err = Console(stderr=True, soft_wrap=True, width=_WIDE)
-T = TypeVar("T")
+out, err = ui.out, ui.err
 
 Server = Annotated[
     str | None,
@@ -39,17 +35,6 @@ Server = Annotated[
     ),
 ]
 Json = Annotated[bool, typer.Option("--json", help="machine-readable output")]
-
-
-def _guard(action: Callable[[], T]) -> T:
-    """A DockyardError becomes two lines (cause, fix) and exit 1."""
-    try:
-        return action()
-    except DockyardError as exc:
-        err.print(f"[bold red]error:[/] {escape(exc.message)}", highlight=False)
-        if exc.fix:
-            err.print(f"[bold]fix:[/] {escape(exc.fix)}", highlight=False)
-        raise typer.Exit(1) from None
 
 
 def serve(
@@ -82,11 +67,11 @@ def serve(
     from dockyard.pool.service import PoolService
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
-    pools = _guard(lambda: pool_config.load(config))
-    svc = _guard(lambda: PoolService(pools))
-    removed = _guard(svc.start)
+    pools = ui.run(lambda: pool_config.load(config))
+    svc = ui.run(lambda: PoolService(pools))
+    removed = ui.run(svc.start)
     where = listen or api.default_socket()
-    server = _guard(lambda: api.make_server(svc, where))
+    server = ui.run(lambda: api.make_server(svc, where))
     for line in removed:
         err.print(f"[dim]recovered: {escape(line)}[/]", highlight=False)
     names = ", ".join(f"{p.name} (warm {p.warm}, max {p.max}, {p.cache})" for p in pools)
@@ -140,8 +125,8 @@ def lease(  # noqa: PLR0917 (typer reads the options from the parameters)
     if cache_key is not None:
         body["cache_key"] = cache_key
     if ttl is not None:
-        body["ttl_seconds"] = _guard(lambda: _duration(ttl, config.parse_duration))
-    grant = _guard(lambda: client.Client(server).call("POST", "/leases", body))
+        body["ttl_seconds"] = ui.run(lambda: _duration(ttl, config.parse_duration))
+    grant = ui.run(lambda: client.Client(server).call("POST", "/leases", body))
     directory = cert_dir or _default_cert_dir(grant["id"])
     _write_bundle(directory, grant["certificates"])
     grant["environment"]["DOCKER_CERT_PATH"] = str(directory)
@@ -175,7 +160,7 @@ def release(
         err.print("[bold red]error:[/] no lease given and DOCKYARD_LEASE is not set")
         err.print("[bold]fix:[/] pass the ID (dockyard leases lists them)")
         raise typer.Exit(1)
-    ended = _guard(lambda: client.Client(server).call("DELETE", f"/leases/{wanted}"))
+    ended = ui.run(lambda: client.Client(server).call("DELETE", f"/leases/{wanted}"))
     local = _default_cert_dir(wanted)
     if local.is_dir():
         import shutil
@@ -188,7 +173,7 @@ def leases(server: Server = None, as_json: Json = False) -> None:
     """List live leases: engine, pool, cache key, time left, and who asked."""
     from dockyard.pool import client
 
-    found = _guard(lambda: client.Client(server).call("GET", "/leases"))
+    found = ui.run(lambda: client.Client(server).call("GET", "/leases"))
     if as_json:
         typer.echo(json.dumps(found, indent=2))
         return
@@ -230,8 +215,8 @@ def gc(
     from dockyard.pool import gc as reaper
     from dockyard.pool.service import cert_root
 
-    seconds = _guard(lambda: _duration(grace, partial(config.parse_duration, allow_zero=True)))
-    removals = _guard(
+    seconds = ui.run(lambda: _duration(grace, partial(config.parse_duration, allow_zero=True)))
+    removals = ui.run(
         lambda: reaper.run(
             docker_api.shared(),
             now=time.time(),
