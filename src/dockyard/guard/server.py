@@ -42,6 +42,8 @@ IDLE_TIMEOUT = 300.0
 """Seconds a connection may sit between requests, or spend sending a head and JSON body."""
 
 ABANDON_DELAY = 2.0
+SMALL_BODY = 64 * 1024
+"""Sized answers up to this are relayed with their head in one write."""
 """Seconds a response keeps streaming after its client hung up."""
 
 MAX_CONNECTIONS = 2048
@@ -460,12 +462,22 @@ class Connection:
                 break
         record.status = answer.status
         self.answering = True
-        self.writer.write(raw)
-        record.bytes_out += len(raw)
         if head.method == "HEAD" or answer.status in (204, 304):
+            self.writer.write(raw)
+            record.bytes_out += len(raw)
             await self.writer.drain()
             return answer.keep_alive
         pieces = http.body_of(up_reader, answer)
+        length = answer.header("content-length")
+        if pieces is not None and length is not None and int(length) <= SMALL_BODY:
+            # A small sized answer (most API calls) goes out in one write with its head.
+            body = b"".join([piece async for piece in pieces])
+            self.writer.write(raw + body)
+            record.bytes_out += len(raw) + len(body)
+            await self.writer.drain()
+            return answer.keep_alive
+        self.writer.write(raw)
+        record.bytes_out += len(raw)
         if answer.status == 101 or (
             pieces is None and answer.status == 200 and request.endpoint in HIJACKING
         ):
