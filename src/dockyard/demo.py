@@ -93,6 +93,9 @@ def run(stack: str = "dockyard", *, progress: Callable[[str], None] = lambda _m:
     report.digest = push_digest(pushed)
     report.steps[-1] = Step(report.steps[-1].name, report.steps[-1].seconds, report.digest)
     report.output = _verify_on_fresh_engine(client, names, tag, report, timed)
+    if report.image.startswith("localhost:"):
+        # Built in the host's engine (socket modes): the registry keeps it, the host need not.
+        engine_client.run(client, ci, ["docker", "rmi", report.image])
     return report
 
 

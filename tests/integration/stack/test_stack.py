@@ -53,6 +53,8 @@ def test_up_demo_status_down(mode, docker_client, agent_image, engine_image, bas
             "docker pull (fresh engine)",
             "docker run (fresh engine)",
         ]
+        if mode != "dind":  # the host's engine built it: the demo leaves no image there
+            assert not docker_client.api.images(name=result.image)
         again = apply.up(cfg, client=docker_client)
         assert not again.changed  # idempotent
     assert labelled(docker_client, cfg.name) == ([], [], [])
