@@ -12,6 +12,9 @@ from __future__ import annotations
 import ipaddress
 import re
 import shutil
+import socket
+import ssl
+import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -468,3 +471,31 @@ class PkiStore:
             return False
         expires = x509.load_pem_x509_certificate(files[CERT]).not_valid_after_utc
         return expires - now > RENEW_BEFORE
+
+
+def server_context(service: str, host: str) -> ssl.SSLContext:
+    """Mutual TLS for one of dockyard's own TCP services (``guard``, ``serve``): a server
+    certificate from the host CA for ``host``, clients only from that service's issuer. The key
+    is written to a private temporary directory only as long as ``ssl`` needs to load it."""
+    store = PkiStore()
+    names, addresses = [socket.gethostname(), "localhost"], ["127.0.0.1"]
+    try:
+        ipaddress.ip_address(host)
+        addresses.append(host)
+    except ValueError:
+        names.append(host)
+    issued = issue_server(
+        store.ca(), f"dockyard {service}", dns_names=names, ip_addresses=addresses,
+        now=datetime.now(UTC),
+    )  # fmt: skip
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.minimum_version = ssl.TLSVersion.TLSv1_2
+    context.verify_mode = ssl.CERT_REQUIRED
+    context.load_verify_locations(cadata=store.issuer(SERVICE_ISSUERS[service]).cert_pem.decode())
+    context.set_alpn_protocols(["http/1.1"])
+    context.options |= ssl.OP_NO_RENEGOTIATION  # the guard's TLS writes never wait on a read
+    with tempfile.TemporaryDirectory(prefix=f"dockyard-{service}-") as tmp:
+        write_private(Path(tmp) / CERT, issued.cert_pem + store.ca().cert_pem, 0o644)
+        write_private(Path(tmp) / KEY, issued.key_pem)
+        context.load_cert_chain(Path(tmp) / CERT, Path(tmp) / KEY)
+    return context

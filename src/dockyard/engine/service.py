@@ -100,7 +100,7 @@ def create(
                 f"see: dockyard engine logs {spec.name}",
             )
         if not spec.insecure:
-            pki.PkiStore().client_dir(_client_name(spec.name), engine=spec.name)
+            pki.PkiStore().client_dir(client_name(spec.name), engine=spec.name)
         # Only a proven engine comes back by itself after a host restart: set now, a broken one
         # would have looped instead of failing with its log.
         client.api.update_container(cid, restart_policy={"Name": "unless-stopped"})
@@ -196,7 +196,7 @@ def env(name: str, client: docker_api.DockerClient | None = None) -> dict[str, s
     info = get(name, client)
     if info.endpoint.endswith(":2375"):
         return {"DOCKER_HOST": info.endpoint}
-    cert_dir = pki.PkiStore().client_dir(_client_name(name), engine=name)
+    cert_dir = pki.PkiStore().client_dir(client_name(name), engine=name)
     return {
         "DOCKER_HOST": info.endpoint,
         "DOCKER_TLS_VERIFY": "1",
@@ -217,7 +217,7 @@ def host_endpoint(
     if not address or info.state != "running":
         raise DockyardError(f"engine {name} is {info.state}, with no address", fix="dockyard up")
     port = info.endpoint.rsplit(":", 1)[-1]
-    cert_dir = pki.PkiStore().client_dir(_client_name(name), engine=name)
+    cert_dir = pki.PkiStore().client_dir(client_name(name), engine=name)
     return f"tcp://{address}:{port}", name, cert_dir
 
 
@@ -250,7 +250,7 @@ def rm(
             client.api.remove_volume(info.cache_volume, force=True)
             removed.append(f"volume {info.cache_volume}")
     store = pki.PkiStore()
-    store.remove_client(_client_name(name))
+    store.remove_client(client_name(name))
     store.remove_issuer(name)
     return removed
 
@@ -300,7 +300,8 @@ def write_context(name: str, client: docker_api.DockerClient | None = None) -> s
 # --- helpers -------------------------------------------------------------------------------
 
 
-def _client_name(engine: str) -> str:
+def client_name(engine: str) -> str:
+    """The client certificate directory of an engine's own clients."""
     return f"engine-{engine}"
 
 

@@ -5,11 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-import ipaddress
 import os
-import socket
-import ssl
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated
 from urllib.parse import urlsplit
@@ -61,37 +57,6 @@ def choose_profile(
     return dataclasses.replace(chosen, rules=rules)
 
 
-def _server_tls(host: str) -> ssl.SSLContext:
-    """Mutual TLS from dockyard's PKI: the host CA signs the guard, the ``guard`` issuer its
-    clients, whose certificate's common name becomes their owner."""
-    from dockyard import pki
-    from dockyard.state import state_dir, write_private
-
-    store = pki.PkiStore()
-    names = [socket.gethostname(), "localhost"]
-    addresses = ["127.0.0.1"]
-    try:
-        ipaddress.ip_address(host)
-        addresses.append(host)
-    except ValueError:
-        names.append(host)
-    server = pki.issue_server(
-        store.ca(), "dockyard guard", dns_names=names, ip_addresses=addresses, now=datetime.now(UTC)
-    )
-    where = state_dir() / "guard"
-    write_private(where / "cert.pem", server.cert_pem + store.ca().cert_pem, 0o644)
-    write_private(where / "key.pem", server.key_pem)
-    write_private(where / "clients-ca.pem", store.issuer(TLS_ISSUER).cert_pem, 0o644)
-    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-    context.minimum_version = ssl.TLSVersion.TLSv1_2
-    context.load_cert_chain(where / "cert.pem", where / "key.pem")
-    context.load_verify_locations(where / "clients-ca.pem")
-    context.verify_mode = ssl.CERT_REQUIRED
-    context.options |= ssl.OP_NO_RENEGOTIATION  # tlsstream's writes never wait on a read
-    context.set_alpn_protocols(["http/1.1"])
-    return context
-
-
 def listeners(urls: list[str], owner: str | None, tls: bool, insecure: bool) -> list[Listener]:
     """The listeners to open; TCP needs ``tls`` (or an explicit ``insecure``)."""
     found = []
@@ -100,7 +65,7 @@ def listeners(urls: list[str], owner: str | None, tls: bool, insecure: bool) -> 
         if listener.url.startswith("tcp://"):
             if tls:
                 host = urlsplit(listener.url).hostname or "localhost"
-                listener = dataclasses.replace(listener, tls=_server_tls(host))
+                listener = dataclasses.replace(listener, tls=pki.server_context("guard", host))
             elif not insecure:
                 raise DockyardError(
                     f"--listen {url} would give root on this host to anyone who can connect",

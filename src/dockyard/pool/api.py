@@ -9,13 +9,10 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import socket
 import socketserver
 import ssl
 import struct
-import tempfile
-from datetime import UTC, datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
@@ -180,36 +177,14 @@ def make_server(pools: PoolService, listen: str) -> socketserver.BaseServer:
         return server
     if where.scheme == "tcp" and where.hostname and where.port:
         tls = _TlsServer((where.hostname, where.port), handler)
-        tls.socket = server_context(where.hostname).wrap_socket(tls.socket, server_side=True)
+        tls.socket = pki.server_context("serve", where.hostname).wrap_socket(
+            tls.socket, server_side=True
+        )
         return tls
     raise DockyardError(
         f"cannot listen on {listen!r}",
         fix="use unix:///PATH or tcp://HOST:PORT (mutual TLS)",
     )
-
-
-def server_context(hostname: str) -> ssl.SSLContext:
-    """TLS 1.2+, a server certificate for ``hostname``, client certificates required."""
-    store = pki.PkiStore()
-    ca = store.ca()
-    issued = pki.issue_server(
-        ca, "dockyard serve", dns_names=[hostname, "localhost"], now=datetime.now(UTC)
-    )
-    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-    context.minimum_version = ssl.TLSVersion.TLSv1_2
-    context.verify_mode = ssl.CERT_REQUIRED
-    # Clients of serve only: not engines' clients, nor anything else the host CA signs.
-    context.load_verify_locations(
-        cadata=store.issuer(pki.SERVICE_ISSUERS["serve"]).cert_pem.decode()
-    )
-    with tempfile.TemporaryDirectory(prefix="dockyard-serve-") as tmp:
-        cert, key = Path(tmp) / "cert.pem", Path(tmp) / "key.pem"
-        cert.write_bytes(issued.cert_pem)
-        fd = os.open(key, os.O_WRONLY | os.O_CREAT, 0o600)
-        os.write(fd, issued.key_pem)
-        os.close(fd)
-        context.load_cert_chain(cert, key)
-    return context
 
 
 # --- the OpenAPI document ---------------------------------------------------------------------

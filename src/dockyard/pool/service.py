@@ -28,6 +28,7 @@ from typing import IO, Any
 
 from dockyard import config, docker_api, labels, pki, state
 from dockyard.engine import service
+from dockyard.engine.spec import TLS_PORT
 from dockyard.errors import DockyardError
 from dockyard.pool import gc, inventory, leases, ownership
 from dockyard.pool.config import PoolConfig
@@ -323,7 +324,7 @@ class PoolService:
 
     def _grant(self, lease: leases.Lease, bundle: dict[str, bytes]) -> Grant:
         environment = {
-            "DOCKER_HOST": f"tcp://{lease.engine}:2376",
+            "DOCKER_HOST": f"tcp://{lease.engine}:{TLS_PORT}",
             "DOCKER_TLS_VERIFY": "1",
             "DOCKER_CERT_PATH": str(self.certs / lease.id),
         }

@@ -213,7 +213,7 @@ def _apply(
 def _fill_certs(client: docker_api.DockerClient, names: Names, owner: int) -> None:
     """Copy the engine's client bundle into the certs volume (mounted read-only in CI), owned
     by the user the CI runs as: the key stays 0600."""
-    bundle = pki.PkiStore().client_bundle(f"engine-{names.engine}", engine=names.engine)
+    bundle = pki.PkiStore().client_bundle(service.client_name(names.engine), engine=names.engine)
     write_volume(client, names.certs, bundle, stack=names.stack, owner=owner)
 
 

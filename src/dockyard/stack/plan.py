@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from dockyard import config, labels
+from dockyard.engine.spec import TLS_PORT
 from dockyard.stack.presets import Preset
 
 ENGINE_ALIAS = "docker"
@@ -132,7 +133,7 @@ def ci_environment(cfg: config.StackConfig) -> dict[str, str]:
     """Exactly what the CI container gets: the docker CLI's standard variables."""
     if cfg.docker == "dind":
         return {
-            "DOCKER_HOST": f"tcp://{ENGINE_ALIAS}:2376",
+            "DOCKER_HOST": f"tcp://{ENGINE_ALIAS}:{TLS_PORT}",
             "DOCKER_TLS_VERIFY": "1",
             "DOCKER_CERT_PATH": CERT_PATH,
         }
