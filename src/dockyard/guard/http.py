@@ -1,16 +1,20 @@
 """HTTP/1.1 on the wire: heads parsed strictly, bodies copied piece by piece.
 
-The guard re-frames every message it forwards (it writes its own head and its own chunk
+The guard re-frames every request it forwards (it writes its own head and its own chunk
 sizes), so what reaches dockerd is exactly what was parsed here: chunk extensions, trailers,
-obsolete line folding and any byte after a message never pass through unread. Memory per
-connection is bounded by ``HEAD_LIMIT`` plus one ``PIECE`` of body.
+obsolete line folding and any byte after a message never pass through unread. dockerd's
+answers go back framed as dockerd sent them, each chunk's framing checked on the way and
+nothing relayed past the body's end. Memory per connection is bounded by ``HEAD_LIMIT`` plus
+one ``PIECE`` of body.
 """
 
 from __future__ import annotations
 
 import asyncio
+import re
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
+from typing import Protocol
 
 import httptools
 
@@ -21,6 +25,18 @@ PIECE = 256 * 1024
 """Largest piece of a body held in memory while relaying it."""
 
 CHUNK_LINE_LIMIT = 1024
+
+
+Data = bytes | memoryview
+"""A piece of a body: a view stays valid for as long as it is held (see :mod:`.link`)."""
+
+
+class Reader(Protocol):
+    """What bodies and heads are read from: an :class:`asyncio.StreamReader` or a
+    :class:`~dockyard.guard.link.Link`."""
+
+    async def read(self, n: int = -1) -> Data: ...
+    async def readuntil(self, separator: bytes = b"\n") -> bytes: ...
 
 
 class HTTPError(Exception):
@@ -106,7 +122,7 @@ def parse_head(data: bytes, *, response: bool = False) -> Head:
     )
 
 
-async def read_head(reader: asyncio.StreamReader) -> bytes | None:
+async def read_head(reader: Reader) -> bytes | None:
     """The next head's bytes, or ``None`` at a clean end of stream before any byte."""
     try:
         return await reader.readuntil(b"\r\n\r\n")
@@ -118,7 +134,7 @@ async def read_head(reader: asyncio.StreamReader) -> bytes | None:
         raise HTTPError(f"HTTP head over {HEAD_LIMIT} bytes", 431) from None
 
 
-async def sized(reader: asyncio.StreamReader, length: int) -> AsyncIterator[bytes]:
+async def sized(reader: Reader, length: int) -> AsyncIterator[Data]:
     """The pieces of a ``Content-Length`` body."""
     while length > 0:
         piece = await reader.read(min(length, PIECE))
@@ -136,46 +152,134 @@ def _chunk_size(line: bytes) -> int:
     return int(text, 16)
 
 
-async def _line(reader: asyncio.StreamReader) -> bytes:
-    try:
-        line = await reader.readuntil(b"\n")
-    except (asyncio.IncompleteReadError, asyncio.LimitOverrunError):
-        raise HTTPError("truncated or oversize chunk framing") from None
-    if len(line) > CHUNK_LINE_LIMIT or not line.endswith(b"\r\n"):
-        raise HTTPError("malformed chunk framing")
-    return line
+_LINE_FEED = re.compile(rb"\n")
+_NEXT_CHUNK = re.compile(rb"\r\n([0-9a-fA-F]{1,15})\r\n")
+"""The usual bytes between two chunks' data: the end of one, the plain size of the next."""
 
 
-async def chunked(reader: asyncio.StreamReader) -> AsyncIterator[bytes]:
-    """The data of a chunked body (extensions and trailers are read and dropped)."""
-    while True:
-        size = _chunk_size(await _line(reader))
-        if size == 0:
-            trailers = 0
-            while await _line(reader) != b"\r\n":
-                trailers += 1
-                if trailers > 64:
-                    raise HTTPError("too many trailer lines")
-            return
-        async for piece in sized(reader, size):
-            yield piece
-        if await _line(reader) != b"\r\n":
-            raise HTTPError("chunk data longer than its size")
+class ChunkDecoder:
+    """The chunked transfer coding as a machine without I/O: fed bytes, it returns the data
+    they carry and how many bytes belong to the body; extensions and trailers are dropped.
+
+    It never reads past the body's last byte, so whatever follows stays with the caller.
+    """
+
+    _SIZE, _DATA, _DATA_END, _TRAILER, _DONE = range(5)
+
+    def __init__(self) -> None:
+        self.state = self._SIZE
+        self.left = 0
+        """Data bytes still to come in the current chunk."""
+        self.line = bytearray()
+        """A framing line begun in an earlier feed."""
+        self.trailers = 0
+
+    @property
+    def done(self) -> bool:
+        return self.state == self._DONE
+
+    def wanted(self) -> int:
+        """The most bytes the next feed can take without passing the body's end; 0 means a
+        framing line (read up to its line feed)."""
+        return self.left if self.state == self._DATA else 0
+
+    def feed(self, data: Data) -> tuple[list[memoryview], int]:
+        """The data pieces in ``data`` and the number of its bytes that belong to the body."""
+        view, pos, size, pieces = memoryview(data), 0, len(data), []
+        while pos < size and self.state != self._DONE:
+            if self.state == self._DATA:
+                take = min(self.left, size - pos)
+                pieces.append(view[pos : pos + take])
+                pos += take
+                self.left -= take
+                if not self.left:
+                    self.state = self._DATA_END
+                continue
+            if self.state == self._DATA_END and not self.line:
+                usual = _NEXT_CHUNK.match(view, pos)
+                if usual is not None:  # (the general path below reads the same, slower)
+                    self.left = int(usual.group(1), 16)
+                    self.state = self._DATA if self.left else self._TRAILER
+                    pos = usual.end()
+                    continue
+            found = _LINE_FEED.search(view, pos, pos + CHUNK_LINE_LIMIT - len(self.line))
+            if found is None:
+                self.line += view[pos:]
+                pos = size
+                if len(self.line) > CHUNK_LINE_LIMIT:
+                    raise HTTPError("oversize chunk framing line")
+                break
+            self.line += view[pos : found.end()]
+            pos = found.end()
+            self._framing_line(bytes(self.line))
+            self.line.clear()
+        return pieces, pos
+
+    def _framing_line(self, line: bytes) -> None:
+        if not line.endswith(b"\r\n"):
+            raise HTTPError("malformed chunk framing")
+        if self.state == self._SIZE:
+            self.left = _chunk_size(line)
+            self.state = self._DATA if self.left else self._TRAILER
+        elif self.state == self._DATA_END:
+            if line != b"\r\n":
+                raise HTTPError("chunk data longer than its size")
+            self.state = self._SIZE
+        elif line == b"\r\n":
+            self.state = self._DONE
+        else:
+            self.trailers += 1
+            if self.trailers > 64:
+                raise HTTPError("too many trailer lines")
 
 
-async def until_eof(reader: asyncio.StreamReader) -> AsyncIterator[bytes]:
+async def chunked(
+    reader: Reader, *, greedy: bool = False, framed: bool = False
+) -> AsyncIterator[Data]:
+    """The data of a chunked body, one piece per read; with ``framed``, the body's own bytes
+    (framing included, checked as they pass) for relaying it unchanged.
+
+    ``greedy`` reads whatever has arrived, many chunks at once, and fails if the body ends
+    before the read does: for answers, after which the peer sends nothing unasked. Without
+    it no byte past the body is read (a client may send its next request right after).
+    """
+    decoder = ChunkDecoder()
+    while not decoder.done:
+        if greedy:
+            data = await reader.read(PIECE)
+        elif wanted := decoder.wanted():
+            data = await reader.read(min(wanted, PIECE))
+        else:
+            try:
+                data = await reader.readuntil(b"\n")
+            except (asyncio.IncompleteReadError, asyncio.LimitOverrunError):
+                raise HTTPError("truncated or oversize chunk framing") from None
+        if not data:
+            raise HTTPError("connection closed inside a body")
+        pieces, used = decoder.feed(data)
+        if used < len(data):
+            raise HTTPError("bytes after the end of a chunked body", 502)
+        if framed:
+            yield data
+        elif len(pieces) == 1:
+            yield pieces[0]
+        elif pieces:
+            yield b"".join(pieces)
+
+
+async def until_eof(reader: Reader) -> AsyncIterator[Data]:
     while piece := await reader.read(PIECE):
         yield piece
 
 
-def encode_chunk(piece: bytes) -> bytes:
-    return b"%x\r\n%b\r\n" % (len(piece), piece)
+def encode_chunk(piece: Data) -> bytes:
+    return b"".join((b"%x\r\n" % len(piece), piece, b"\r\n"))
 
 
 LAST_CHUNK = b"0\r\n\r\n"
 
 
-async def collect(pieces: AsyncIterator[bytes], limit: int) -> bytes:
+async def collect(pieces: AsyncIterator[Data], limit: int) -> bytes:
     """A whole body, refused when it grows past ``limit``."""
     data = bytearray()
     async for piece in pieces:
@@ -185,13 +289,14 @@ async def collect(pieces: AsyncIterator[bytes], limit: int) -> bytes:
     return bytes(data)
 
 
-def body_of(reader: asyncio.StreamReader, head: Head) -> AsyncIterator[bytes] | None:
-    """The body framing a response head declares: ``None`` when it runs to end of stream."""
+def body_of(reader: Reader, head: Head, *, framed: bool = False) -> AsyncIterator[Data] | None:
+    """The body a response head declares (``framed``: as sent, see :func:`chunked`);
+    ``None`` when it runs to the end of the stream."""
     encoding = head.header("transfer-encoding")
     if encoding is not None:
         if encoding.strip().lower() != "chunked":
             raise HTTPError(f"unsupported Transfer-Encoding {encoding!r}", 502)
-        return chunked(reader)
+        return chunked(reader, greedy=True, framed=framed)
     length = head.header("content-length")
     if length is not None:
         if not length.strip().isdigit():

@@ -42,9 +42,10 @@ IDLE_TIMEOUT = 300.0
 """Seconds a connection may sit between requests, or spend sending a head and JSON body."""
 
 ABANDON_DELAY = 2.0
+"""Seconds a response keeps streaming after its client hung up."""
+
 SMALL_BODY = 64 * 1024
 """Sized answers up to this are relayed with their head in one write."""
-"""Seconds a response keeps streaming after its client hung up."""
 
 MAX_CONNECTIONS = 2048
 
@@ -423,7 +424,7 @@ class Connection:
             body = rewrite.stamped_body(body, self._stamp(verdict))
             if head.header("content-type") is None:
                 headers.append(("Content-Type", "application/json"))
-        pieces: AsyncIterator[bytes] | None = None
+        pieces: AsyncIterator[http.Data] | None = None
         if framing.body is Body.STREAM and framing.chunked:
             headers.append(("Transfer-Encoding", "chunked"))
             pieces = http.chunked(self.reader)
@@ -467,7 +468,9 @@ class Connection:
             record.bytes_out += len(raw)
             await self.writer.drain()
             return answer.keep_alive
-        pieces = http.body_of(up_reader, answer)
+        # dockerd's own framing goes through as it is, checked on the way (the guard
+        # re-frames only what it sends to dockerd).
+        pieces = http.body_of(up_reader, answer, framed=True)
         length = answer.header("content-length")
         if pieces is not None and length is not None and int(length) <= SMALL_BODY:
             # A small sized answer (most API calls) goes out in one write with its head.
@@ -486,14 +489,11 @@ class Connection:
                 (self.reader, self.writer), (up_reader, up_writer), record
             )
             return False
-        chunk = answer.header("transfer-encoding") is not None
         self.reader.on_eof = self._abandon_later
         try:
-            record.bytes_out += await _copy(pieces or http.until_eof(up_reader), self.writer, chunk)
+            record.bytes_out += await _copy(pieces or http.until_eof(up_reader), self.writer)
         finally:
             self.reader.on_eof = None
-        if chunk:
-            self.writer.write(http.LAST_CHUNK)
         await self.writer.drain()
         return pieces is not None and answer.keep_alive
 
@@ -518,7 +518,7 @@ def _created_tags(request: CanonicalRequest) -> list[str]:
     return [f"{repo}:{request.param('tag')}" if request.param("tag") else repo] if repo else []
 
 
-async def _copy(pieces: AsyncIterator[bytes], writer: Writer, chunk: bool) -> int:
+async def _copy(pieces: AsyncIterator[http.Data], writer: Writer, chunk: bool = False) -> int:
     """Write a body's pieces as they come (re-chunked when ``chunk``); the bytes copied."""
     total = 0
     async for piece in pieces:
@@ -528,7 +528,7 @@ async def _copy(pieces: AsyncIterator[bytes], writer: Writer, chunk: bool) -> in
     return total
 
 
-async def _pipe(reader: asyncio.StreamReader, writer: Writer) -> int:
+async def _pipe(reader: http.Reader, writer: Writer) -> int:
     total = 0
     try:
         while piece := await reader.read(http.PIECE):

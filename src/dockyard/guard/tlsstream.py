@@ -26,7 +26,7 @@ RECORD = 64 * 1024
 class Writer(Protocol):
     """What the guard writes to: an :class:`asyncio.StreamWriter` or a :class:`TLSWriter`."""
 
-    def write(self, data: bytes) -> None: ...
+    def write(self, data: bytes | memoryview) -> None: ...
     async def drain(self) -> None: ...
     def can_write_eof(self) -> bool: ...
     def write_eof(self) -> None: ...
@@ -67,7 +67,7 @@ class TLSWriter:
         if data and not self.raw.is_closing():
             self.raw.write(data)
 
-    def write(self, data: bytes) -> None:
+    def write(self, data: bytes | memoryview) -> None:
         if self.shut:
             raise ConnectionResetError("TLS connection already shut down")
         view = memoryview(data)

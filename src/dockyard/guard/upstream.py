@@ -16,12 +16,13 @@ from urllib.parse import parse_qs, urlsplit
 
 from dockyard.errors import DockyardError
 from dockyard.guard import http, tlsstream
+from dockyard.guard.link import Link
 from dockyard.guard.tlsstream import Writer
 
 LOOKUP_LIMIT = 4 * 1024 * 1024
 """Largest inspect answer read for an ownership lookup."""
 
-Streams = tuple[asyncio.StreamReader, Writer]
+Streams = tuple[http.Reader, Writer]
 
 
 @dataclass(frozen=True, slots=True)
@@ -36,13 +37,16 @@ class Upstream:
     server_name: str | None = None  # the certificate name, when connecting by address
 
     async def connect(self) -> Streams:
+        loop = asyncio.get_running_loop()
         if self.unix_path is not None:
-            return await asyncio.open_unix_connection(self.unix_path, limit=http.HEAD_LIMIT)
+            _, link = await loop.create_unix_connection(Link, self.unix_path)
+            return link, link
+        if self.tls is None:
+            _, link = await loop.create_connection(Link, self.host, self.port)
+            return link, link
         raw_reader, raw_writer = await asyncio.open_connection(
             self.host, self.port, limit=http.HEAD_LIMIT
         )
-        if self.tls is None:
-            return raw_reader, raw_writer
         # TLS run by tlsstream, not asyncio, so a hijacked stream can half-close both ways.
         reader = asyncio.StreamReader(limit=http.HEAD_LIMIT)
         writer = await tlsstream.connect(

@@ -1,8 +1,11 @@
 """The wire layer: strict heads, chunked bodies re-framed, limits that bound memory."""
 
 import asyncio
+import itertools
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from dockyard.guard import http
 
@@ -96,6 +99,57 @@ def test_chunked_bodies_drop_extensions_and_trailers_and_stop_at_their_end():
 def test_bad_chunk_framing_is_an_error(raw):
     with pytest.raises(http.HTTPError):
         with_reader(raw, lambda reader: _all(http.chunked(reader)))
+
+
+def test_a_greedy_reader_takes_many_chunks_per_read_and_refuses_bytes_after_the_body():
+    body = b"".join(b"4\r\n%04d\r\n" % n for n in range(100)) + b"0\r\n\r\n"
+    pieces = with_reader(body, lambda reader: _pieces(http.chunked(reader, greedy=True)))
+    assert b"".join(pieces) == b"".join(b"%04d" % n for n in range(100))
+    assert len(pieces) == 1
+    with pytest.raises(http.HTTPError) as caught:
+        with_reader(body + b"X", lambda reader: _all(http.chunked(reader, greedy=True)))
+    assert caught.value.status == 502
+
+
+async def _pieces(pieces):
+    return [piece async for piece in pieces]
+
+
+def _decode(data: bytes, cuts: list[int]) -> tuple[bytes, int, bool]:
+    """Feed ``data`` to a decoder in pieces cut at ``cuts``: (data, bytes used, done)."""
+    decoder, out, used = http.ChunkDecoder(), bytearray(), 0
+    bounds = [0, *sorted(set(cuts)), len(data)]
+    for start, end in itertools.pairwise(bounds):
+        pieces, taken = decoder.feed(data[start:end])
+        out += b"".join(pieces)
+        used += taken
+        if decoder.done:
+            break
+    return bytes(out), used, decoder.done
+
+
+@given(
+    chunks=st.lists(st.binary(min_size=1, max_size=40), max_size=8),
+    trailers=st.lists(st.sampled_from([b"X-A: 1\r\n", b"T: v\r\n"]), max_size=3),
+    extension=st.sampled_from([b"", b";a=b", b";x"]),
+    cuts=st.lists(st.integers(min_value=0, max_value=600), max_size=12),
+)
+def test_a_decoder_fed_in_any_pieces_reads_the_same_body_and_stops_at_its_end(
+    chunks, trailers, extension, cuts
+):
+    wire = b"".join(b"%x%b\r\n%b\r\n" % (len(c), extension, c) for c in chunks)
+    wire += b"0\r\n" + b"".join(trailers) + b"\r\n"
+    data, used, done = _decode(wire + b"NEXT REQUEST", cuts)
+    assert (data, used, done) == (b"".join(chunks), len(wire), True)
+
+
+def test_a_decoder_refuses_an_endless_framing_line_fed_a_byte_at_a_time():
+    decoder = http.ChunkDecoder()
+    assert decoder.wanted() == 0
+    for _ in range(http.CHUNK_LINE_LIMIT):
+        decoder.feed(b"0")
+    with pytest.raises(http.HTTPError):
+        decoder.feed(b"0")
 
 
 def test_sized_bodies_are_read_exactly_and_in_bounded_pieces():
