@@ -1,10 +1,13 @@
 """The socket guard's cost: direct socket vs ``dockyard guard`` vs HAProxy set up like
 docker-socket-proxy, measured side by side in one run.
 
-- small calls over one keep-alive connection: ``HEAD /_ping``, container inspect (by full
-  ID, the guard checking ownership), create plus remove: p50 and p99 latency;
+- small calls over one keep-alive connection per variant: ``HEAD /_ping``, container
+  inspect (by full ID, the guard checking ownership), create plus remove: p50 and p99;
 - a large streamed request body (``POST /images/load`` of a ~500 MB image of random data)
   and a large streamed response (``GET /images/NAME/get``): throughput.
+
+The variants take turns call by call (and load by load), so that a slow moment of this
+shared host falls on all of them alike.
 
 The guard runs as a separate process (``ci-build`` plus ``image.load``, audit log on), as
 it would in production. HAProxy is Debian's, when installed; its rules only match paths, as
@@ -26,6 +29,7 @@ import sys
 import tarfile
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 from dockyard import labels
@@ -33,7 +37,8 @@ from dockyard import labels
 DIRECT = "/var/run/docker.sock"
 IMAGE = "dockyard/base:0.1"
 LOADED = "dockyard-bench/random:guard"
-CALLS = 300
+CALLS = 1000
+CREATES = 100
 LOAD_MB = 512
 
 HAPROXY_CONFIG = """
@@ -77,29 +82,55 @@ def percentiles(samples: list[float]) -> tuple[float, float]:
     return statistics.median(ordered), ordered[int(len(ordered) * 0.99) - 1]
 
 
-def small_calls(sock: str, container: str, labelled: bool) -> dict[str, tuple[float, float]]:
-    conn = UnixHTTP(sock)
-    create = {"Image": IMAGE, "Cmd": ["true"]}
-    if labelled:
-        create["Labels"] = labels.managed("bench")  # type: ignore[assignment]
-    body = json.dumps(create).encode()
-    found: dict[str, list[float]] = {"ping": [], "inspect": [], "create+rm": []}
+def small_calls(
+    variants: dict[str, str], container: str
+) -> dict[str, dict[str, tuple[float, float]]]:
+    """p50 and p99 (ms) of each call through each variant, the variants taking turns call by
+    call so that a slow moment of this shared host hits them all alike."""
+    conns = {name: UnixHTTP(sock) for name, sock in variants.items()}
+    bodies = {}
+    for name in variants:
+        create: dict[str, object] = {"Image": IMAGE, "Cmd": ["true"]}
+        if name != "guard":  # (the guard stamps its own labels; the others need them set)
+            create["Labels"] = labels.managed("bench")
+        bodies[name] = json.dumps(create).encode()
+    found: dict[str, dict[str, list[float]]] = {
+        name: {"ping": [], "inspect": [], "create+rm": []} for name in variants
+    }
+
+    def timed(name: str, call_name: str, action: Callable[..., object], *args: object) -> None:
+        started = time.perf_counter()
+        action(*args)
+        found[name][call_name].append((time.perf_counter() - started) * 1000)
+
+    inspect = f"/v1.41/containers/{container}/json"
     for _ in range(CALLS):
-        started = time.perf_counter()
-        assert call(conn, "HEAD", "/v1.41/_ping")[0] == 200
-        found["ping"].append(time.perf_counter() - started)
-        started = time.perf_counter()
-        assert call(conn, "GET", f"/v1.41/containers/{container}/json")[0] == 200
-        found["inspect"].append(time.perf_counter() - started)
-    for _ in range(CALLS // 3):
-        started = time.perf_counter()
-        status, answer = call(conn, "POST", "/v1.41/containers/create", body)
-        assert status == 201, answer
-        ident = json.loads(answer)["Id"]
-        assert call(conn, "DELETE", f"/v1.41/containers/{ident}")[0] == 204
-        found["create+rm"].append(time.perf_counter() - started)
-    conn.close()
-    return {name: percentiles([s * 1000 for s in samples]) for name, samples in found.items()}
+        for name, conn in conns.items():
+            timed(name, "ping", _get, conn, "HEAD", "/v1.41/_ping")
+            timed(name, "inspect", _get, conn, "GET", inspect)
+    for _ in range(CREATES):
+        for name, conn in conns.items():
+            timed(name, "create+rm", _create_and_remove, conn, bodies[name])
+    for conn in conns.values():
+        conn.close()
+    return {
+        name: {call_name: percentiles(samples) for call_name, samples in calls.items()}
+        for name, calls in found.items()
+    }
+
+
+def _get(conn: UnixHTTP, method: str, path: str) -> None:
+    _expect(call(conn, method, path), 200)
+
+
+def _expect(answer: tuple[int, bytes], status: int) -> bytes:
+    assert answer[0] == status, answer
+    return answer[1]
+
+
+def _create_and_remove(conn: UnixHTTP, body: bytes) -> None:
+    ident = json.loads(_expect(call(conn, "POST", "/v1.41/containers/create", body), 201))["Id"]
+    _expect(call(conn, "DELETE", f"/v1.41/containers/{ident}"), 204)
 
 
 def make_image_tar(path: Path, megabytes: int) -> None:
@@ -227,11 +258,15 @@ def main(runs: int = 3) -> None:
         container = json.loads(answer)["Id"]
         archive = root / "image.tar"
         make_image_tar(archive, LOAD_MB)
-        print(f"guard benchmark: {CALLS} small calls, {runs} x {LOAD_MB} MB image load/save")
-        small = {
-            name: small_calls(sock, container, name != "guard") for name, sock in variants.items()
-        }
-        streams = {name: [load_and_save(sock, archive) for _ in range(runs)] for name, sock in variants.items()}  # fmt: skip  # noqa: E501
+        print(
+            f"guard benchmark: {CALLS} pings and inspects, {CREATES} creates, "
+            f"{runs} x {LOAD_MB} MB image load/save per variant, variants taking turns"
+        )
+        small = small_calls(variants, container)
+        streams: dict[str, list[tuple[float, float]]] = {name: [] for name in variants}
+        for _ in range(runs):  # the variants take turns here too
+            for name, sock in variants.items():
+                streams[name].append(load_and_save(sock, archive))
         _report(small, streams)
         call(conn, "DELETE", f"/v1.41/containers/{container}?force=1")
         conn.close()

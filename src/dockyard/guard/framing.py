@@ -19,6 +19,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from enum import Enum
 
+from dockyard.guard import memo
+
 JSON_BODY_LIMIT = 1024 * 1024
 """Largest JSON body the guard buffers and reads (1 MiB)."""
 
@@ -158,6 +160,12 @@ def _text(value: str | bytes) -> str:
 
 def check(endpoint: str, headers: Iterable[tuple[str | bytes, str | bytes]]) -> Framing:
     """Judge the framing headers of a request already routed to ``endpoint``."""
+    return _check(endpoint, tuple(headers))
+
+
+@memo.cached(lambda endpoint, headers: sum(len(name) + len(value) for name, value in headers))
+def _check(endpoint: str, headers: tuple[tuple[str | bytes, str | bytes], ...]) -> Framing:
+    """(Cached: pure, and clients repeat the same heads.)"""
     found: dict[str, list[str]] = {}
     for name, value in headers:
         found.setdefault(_text(name).strip().lower(), []).append(_text(value).strip())

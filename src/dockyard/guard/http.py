@@ -18,6 +18,8 @@ from typing import Protocol
 
 import httptools
 
+from dockyard.guard import memo
+
 HEAD_LIMIT = 64 * 1024
 """Largest request or response head (request line or status line plus headers)."""
 
@@ -120,6 +122,12 @@ def parse_head(data: bytes, *, response: bool = False) -> Head:
         # (httptools forgets keep-alive once a bodiless message is complete)
         keep_alive="close" not in tokens and (version == "1.1" or "keep-alive" in tokens),
     )
+
+
+@memo.cached(len)
+def parse_request(data: bytes) -> Head:
+    """A request head (cached: clients send the same heads again and again)."""
+    return parse_head(data)
 
 
 async def read_head(reader: Reader) -> bytes | None:

@@ -9,13 +9,14 @@ lists, events and prunes.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from fnmatch import fnmatchcase
 from types import MappingProxyType
 
 from dockyard import labels
-from dockyard.guard import escapes
+from dockyard.guard import escapes, memo
 from dockyard.guard.escapes import HOST_PATH, Need, Review, Rules
 from dockyard.guard.gojson import GoJSONError, GoObject
 from dockyard.guard.request import UNKNOWN, CanonicalRequest
@@ -35,9 +36,13 @@ class Profile:
     rules: Rules = field(default_factory=Rules)
 
     def permits(self, endpoint: str) -> bool:
-        if any(fnmatchcase(endpoint, pattern) for pattern in self.deny):
-            return False
-        return any(fnmatchcase(endpoint, pattern) for pattern in self.allow)
+        return not _matches(self.deny, endpoint) and _matches(self.allow, endpoint)
+
+
+@functools.lru_cache(maxsize=4096)
+def _matches(patterns: frozenset[str], endpoint: str) -> bool:
+    """(Cached: endpoints are the route table's few names, and this runs per request.)"""
+    return any(fnmatchcase(endpoint, pattern) for pattern in patterns)
 
 
 @dataclass(frozen=True, slots=True)
@@ -201,6 +206,24 @@ def evaluate(
     ``body`` is ``None`` for an empty body; dockerd then decodes nothing, which the checks
     read as an empty object.
     """
+    if body is None:
+        return _bodiless(request, profile, owner)
+    return _evaluate(request, body, profile, owner)
+
+
+@memo.cached(lambda request, profile, owner: len(request.path) + _query_size(request))
+def _bodiless(request: CanonicalRequest, profile: Profile, owner: str) -> Verdict:
+    """(Cached: most requests have no body, clients repeat them, and verdicts are immutable.)"""
+    return _evaluate(request, None, profile, owner)
+
+
+def _query_size(request: CanonicalRequest) -> int:
+    return sum(len(name) + len(value) for name, value in request.query)
+
+
+def _evaluate(
+    request: CanonicalRequest, body: GoObject | None, profile: Profile, owner: str
+) -> Verdict:
     if request.endpoint == UNKNOWN:
         return deny("route", f"{request.method} {request.path[:120]} is not an Engine API route")
     if not profile.permits(request.endpoint):

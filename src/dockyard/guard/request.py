@@ -20,6 +20,8 @@ from dataclasses import dataclass, field
 from types import MappingProxyType
 from urllib.parse import unquote_to_bytes
 
+from dockyard.guard import memo
+
 UNKNOWN = "unknown"
 """The endpoint of anything dockerd does not serve as a known route; policies deny it."""
 
@@ -196,6 +198,8 @@ ROUTES: tuple[Route, ...] = (
 )
 
 _VERSIONED = re.compile(r"/v([0-9.]+)(/.*)", re.DOTALL)
+_UNSERVED_TARGET = re.compile(r"[^\x21-\x7e]|#")
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 _GO_INT_MAX = 2**63 - 1
 
 
@@ -234,6 +238,8 @@ def clean_path(path: str) -> str:
 
 def _unescape(text: str, *, plus_is_space: bool) -> str:
     """Go's ``url.PathUnescape``/``QueryUnescape``, refusing what Go would refuse or mangle."""
+    if "%" not in text and not (plus_is_space and "+" in text):
+        return text  # (the target is printable ASCII: nothing to decode)
     if re.search(r"%(?![0-9A-Fa-f]{2})", text):
         raise RequestError(f"invalid percent-escape in {text[:80]!r}")
     if plus_is_space:
@@ -255,7 +261,8 @@ class CanonicalRequest:
     path: str
     """The decoded, clean path without the version prefix."""
     endpoint: str
-    path_params: Mapping[str, str]
+    path_params: Mapping[str, str] = field(hash=False)
+    """(Derived from the path, so left out of the hash that caches decisions.)"""
     query: tuple[tuple[str, str], ...]
     kind: str | None = None
     """The kind of object the path names; ``path_params`` holds its reference."""
@@ -288,19 +295,50 @@ def parse_query(raw: str) -> tuple[tuple[str, str], ...]:
     return tuple(pairs)
 
 
+def _first_segment(path: str) -> str:
+    return path.split("/", 2)[1] if path.startswith("/") else ""
+
+
+def _route_first(candidate: Route) -> str:
+    """The literal first segment of a route's template; ``""`` when it is a variable."""
+    segment = _first_segment(candidate.template)
+    return "" if "{" in segment else segment
+
+
+def _index(routes: tuple[Route, ...]) -> dict[tuple[str, str], tuple[Route, ...]]:
+    """The routes that can match a (method, first path segment), in registration order: a
+    literal first segment matches only itself, a variable one every path."""
+    firsts = {_route_first(r) for r in routes}
+    return {
+        (method, first): tuple(
+            r for r in routes if r.method == method and _route_first(r) in (first, "")
+        )
+        for method in {r.method for r in routes}
+        for first in firsts | {""}
+    }
+
+
+_ROUTE_INDEX = _index(ROUTES)
+
+
 def route(method: str, path: str) -> tuple[Route | None, Mapping[str, str]]:
     """The first route dockerd's mux would pick for an already clean, unversioned path."""
-    for candidate in ROUTES:
-        if candidate.method != method:
-            continue
+    candidates = _ROUTE_INDEX.get((method, _first_segment(path))) or _ROUTE_INDEX.get(
+        (method, ""), ()
+    )
+    for candidate in candidates:
         match = candidate.pattern.fullmatch(path)
         if match:
             return candidate, MappingProxyType(match.groupdict())
     return None, MappingProxyType({})
 
 
+@memo.cached(lambda method, target: len(target))
 def canonicalize(method: str, target: str | bytes) -> CanonicalRequest:
-    """Route an origin-form request target as dockerd would, or raise :class:`RequestError`."""
+    """Route an origin-form request target as dockerd would, or raise :class:`RequestError`.
+
+    Cached: it is pure, its answer immutable, and clients repeat the same requests.
+    """
     if isinstance(target, bytes):
         try:
             target = target.decode("ascii")
@@ -308,11 +346,11 @@ def canonicalize(method: str, target: str | bytes) -> CanonicalRequest:
             raise RequestError("non-ASCII byte in request target") from None
     if not target.startswith("/"):
         raise RequestError("request target is not an absolute path")
-    if any(not "\x21" <= char <= "\x7e" for char in target) or "#" in target:
+    if _UNSERVED_TARGET.search(target):
         raise RequestError("request target holds a control character, space or '#'")
     raw_path, _, raw_query = target.partition("?")
     path = _unescape(raw_path, plus_is_space=False)
-    if any(ord(char) < 0x20 or ord(char) == 0x7F for char in path):
+    if _CONTROL.search(path):
         raise RequestError("path decodes to a control character")
     if clean_path(path) != path:
         raise RequestError(f"path {path[:80]!r} is not clean (dockerd redirects, never serves it)")

@@ -309,7 +309,7 @@ class Connection:
             raw = await http.read_head(self.reader)
             if raw is None:
                 return False
-            head = http.parse_head(raw)
+            head = http.parse_request(raw)
             record = Record(self.client, self.owner, head.method, "", started=time.time())
             record.bytes_in = len(raw)
             try:

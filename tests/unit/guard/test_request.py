@@ -1,6 +1,8 @@
 """Requests routed as dockerd's gorilla/mux routes them."""
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from dockyard.guard.request import (
     ROUTES,
@@ -10,6 +12,7 @@ from dockyard.guard.request import (
     clean_path,
     parse_query,
     parse_version,
+    route,
 )
 
 
@@ -188,3 +191,24 @@ def test_versions_compare_like_dockerd(text, version):
 def test_route_table_has_no_duplicate_method_and_template():
     keys = [(route.method, route.template) for route in ROUTES]
     assert len(keys) == len(set(keys))
+
+
+def _first_route_by_scan(method: str, path: str):
+    """The definition: the first route in registration order whose pattern matches."""
+    return next((r for r in ROUTES if r.method == method and r.pattern.fullmatch(path)), None)
+
+
+_SEGMENTS = st.sampled_from(
+    ["containers", "images", "exec", "networks", "_ping", "json", "create", "abc", "x:y", "",
+     "debug", "pprof", "vars", "grpc", "session", "plugins", "swarm", "nodes", "a b"]
+)  # fmt: skip
+
+
+@given(
+    method=st.sampled_from(sorted({r.method for r in ROUTES} | {"PATCH"})),
+    segments=st.lists(_SEGMENTS, min_size=1, max_size=5),
+)
+def test_the_route_index_picks_what_a_scan_of_every_route_picks(method, segments):
+    path = "/" + "/".join(segments)
+    found, _ = route(method, path)
+    assert found is _first_route_by_scan(method, path)
