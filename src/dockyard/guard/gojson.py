@@ -22,6 +22,7 @@ from __future__ import annotations
 import functools
 import json
 import math
+import re
 from dataclasses import dataclass, field
 from typing import Any, TypeAlias
 
@@ -51,6 +52,8 @@ def fold_name(name: str) -> str:
     Go's simple folding on every character that can fold onto an ASCII field name (ASCII
     letters, U+017F and U+212A).
     """
+    if name.isascii():
+        return name.upper()  # (the loop below, for the usual case)
     out = []
     for char in name:
         folded = char.casefold()
@@ -163,10 +166,15 @@ def _finite_float(text: str) -> float:
     return value
 
 
-def _pairs_hook(strict: bool) -> Any:
+def _pairs_hook(strict: bool, escapes: bool) -> Any:
+    limit = 1 if strict else MAX_DUPLICATES
+
     def hook(pairs: list[tuple[str, Any]]) -> GoObject:
-        found = GoObject(tuple(pairs))
-        limit = 1 if strict else MAX_DUPLICATES
+        found = GoObject(
+            tuple(
+                (_checked(key) if escapes else key, _freeze(value, escapes)) for key, value in pairs
+            )
+        )
         for folded, values in found._fields.items():
             if len(values) > limit:
                 mode = " (strict mode)" if strict else ""
@@ -176,13 +184,12 @@ def _pairs_hook(strict: bool) -> Any:
     return hook
 
 
-def _freeze(value: Any) -> GoValue:
-    """Lists become tuples; strings are checked for lone surrogates (Go would replace them)."""
+def _freeze(value: Any, escapes: bool) -> GoValue:
+    """Arrays become tuples (objects are built frozen by the hook as they are read); with
+    ``escapes``, strings are checked for lone surrogates (Go would replace them)."""
     if isinstance(value, list):
-        return tuple(_freeze(item) for item in value)
-    if isinstance(value, GoObject):
-        return GoObject(tuple((_checked(key), _freeze(item)) for key, item in value.pairs))
-    if isinstance(value, str):
+        return tuple(_freeze(item, escapes) for item in value)
+    if escapes and isinstance(value, str):
         return _checked(value)
     return value  # type: ignore[no-any-return]
 
@@ -195,24 +202,23 @@ def _checked(text: str) -> str:
     return text
 
 
+_STRING = re.compile(r'"[^"\\]*(?:\\.[^"\\]*)*"', re.DOTALL)
+_NOT_BRACKET = re.compile(r"[^\[\]{}]+")
+
+
 def _depth(text: str) -> int:
-    """Nesting depth, counted outside strings, so recursion limits are never reached."""
+    """Nesting depth, counted outside strings, so recursion limits are never reached.
+
+    (An unterminated string only makes the count higher: the body is refused either way.)
+    """
+    if text.count("[") + text.count("{") <= MAX_DEPTH:
+        return 0  # (too few openings to nest deeper: most bodies stop here)
     depth = deepest = 0
-    in_string = escaped = False
-    for char in text:
-        if in_string:
-            if escaped:
-                escaped = False
-            elif char == "\\":
-                escaped = True
-            elif char == '"':
-                in_string = False
-        elif char == '"':
-            in_string = True
-        elif char in "[{":
+    for char in _NOT_BRACKET.sub("", _STRING.sub("", text)):
+        if char in "[{":
             depth += 1
             deepest = max(deepest, depth)
-        elif char in "]}":
+        else:
             depth -= 1
     return deepest
 
@@ -228,10 +234,12 @@ def decode(body: bytes | str, *, strict: bool = False) -> GoValue:
         text = body
     if _depth(text) > MAX_DEPTH:
         raise GoJSONError(f"nested deeper than {MAX_DEPTH} levels")
+    # A lone surrogate can only come from a \u escape, or from a str given as it is.
+    escapes = "\\u" in text or not isinstance(body, bytes)
     try:
         raw = json.loads(
             text,
-            object_pairs_hook=_pairs_hook(strict),
+            object_pairs_hook=_pairs_hook(strict, escapes),
             parse_constant=_reject_constant,
             parse_float=_finite_float,
         )
@@ -241,7 +249,7 @@ def decode(body: bytes | str, *, strict: bool = False) -> GoValue:
         # json.JSONDecodeError covers bad syntax and trailing data; ValueError also covers
         # integers too long to convert.
         raise GoJSONError(f"invalid JSON: {exc}") from None
-    return _freeze(raw)
+    return _freeze(raw, escapes)
 
 
 def decode_object(body: bytes | str, *, strict: bool = False) -> GoObject:

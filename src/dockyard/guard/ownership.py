@@ -11,6 +11,7 @@ the owner whose build stamped the image, or who created the tag through this gua
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import socket
@@ -140,11 +141,26 @@ class Resolver:
             found = (container[0] if container else None, ref)
         else:
             found = (_owner_label(kind, body), _ident(kind, body))
-        if kind != "image" and _FULL_ID.fullmatch(found[1]) and found[1] == ref:
-            self.cache[(kind, ref)] = found
+        if kind != "image" and found[1] == ref:
+            self._keep(kind, found)
+        return found
+
+    def _keep(self, kind: str, found: tuple[str | None, str]) -> None:
+        """Remember an owner by full ID: IDs are never reused, and labels never change."""
+        if _FULL_ID.fullmatch(found[1]):
+            self.cache[(kind, found[1])] = found
             if len(self.cache) > CACHE_SIZE:
                 self.cache.popitem(last=False)
-        return found
+
+    def created(self, kind: str, answer: bytes, owner: str) -> None:
+        """Learn the owner of what ``owner`` just created from dockerd's answer (``{"Id":
+        ...}``), sparing the lookup its next request would need."""
+        try:
+            ident = json.loads(answer).get("Id")
+        except (ValueError, AttributeError):
+            return
+        if isinstance(ident, str):
+            self._keep(kind, (owner, ident))
 
     def _host_path(self, need: Need) -> str | None:
         real = os.path.realpath(need.ref)

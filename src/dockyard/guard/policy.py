@@ -118,6 +118,11 @@ FILTERED = frozenset(
     }
 )
 STAMPED = frozenset({"container.create", "volume.create", "network.create", "build"})
+CREATES: Mapping[str, str] = MappingProxyType(
+    {"container.create": "container", "network.create": "network", "container.exec": "exec"}
+)
+"""Endpoints whose answer's ``Id`` names an object the client now owns: stamped with its
+owner, or (an exec) made on a container it was checked to own."""
 
 
 def _image_ref(repo: str, tag: str | None) -> str:

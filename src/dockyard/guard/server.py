@@ -31,7 +31,7 @@ from dockyard.guard import http, ownership, rewrite, tlsstream
 from dockyard.guard.audit import AuditLog, Record
 from dockyard.guard.framing import IGNORED_BODY_LIMIT, Body, Framing, check
 from dockyard.guard.gojson import GoJSONError, decode_object
-from dockyard.guard.policy import Profile, Verdict, confine, deny, evaluate
+from dockyard.guard.policy import CREATES, Profile, Verdict, confine, deny, evaluate
 from dockyard.guard.request import UNKNOWN, CanonicalRequest, RequestError, canonicalize
 from dockyard.guard.tlsstream import Writer
 from dockyard.guard.upstream import Lookups, Streams, Upstream
@@ -153,6 +153,8 @@ class Exchange:
     body: bytes
     resolved: dict[tuple[str, str], str] = field(default_factory=dict)
     """The IDs the request's ownership needs resolved to."""
+    answer: bytes = b""
+    """dockerd's answer when small and sized (kept to learn what was created)."""
 
 
 class Guard:
@@ -446,9 +448,18 @@ class Connection:
                 up_writer.write(http.LAST_CHUNK)
         await up_writer.drain()
         keep = await self._respond(exchange)
-        if request.endpoint in TAGGING and 200 <= exchange.record.status < 300:
-            self.guard.resolver.record_tags(self.owner, _created_tags(request))
+        if 200 <= exchange.record.status < 300:
+            self._learn(exchange)
         return keep and head.keep_alive
+
+    def _learn(self, exchange: Exchange) -> None:
+        """Remember what a successful request made this client own."""
+        request = exchange.request
+        if request.endpoint in TAGGING:
+            self.guard.resolver.record_tags(self.owner, _created_tags(request))
+        created = CREATES.get(request.endpoint)
+        if created and exchange.record.verdict == "allow" and self.settings.profile.ownership:
+            self.guard.resolver.created(created, exchange.answer, self.owner)
 
     async def _respond(self, exchange: Exchange) -> bool:
         """Relay the upstream's answer; whether the pair of connections can serve another."""
@@ -474,7 +485,7 @@ class Connection:
         length = answer.header("content-length")
         if pieces is not None and length is not None and int(length) <= SMALL_BODY:
             # A small sized answer (most API calls) goes out in one write with its head.
-            body = b"".join([piece async for piece in pieces])
+            body = exchange.answer = b"".join([piece async for piece in pieces])
             self.writer.write(raw + body)
             record.bytes_out += len(raw) + len(body)
             await self.writer.drain()

@@ -2,6 +2,7 @@
 
 import pytest
 
+from dockyard.guard import gojson
 from dockyard.guard.gojson import (
     GoJSONError,
     GoObject,
@@ -183,3 +184,26 @@ def test_wide_objects_are_read_in_linear_time():
     decoded = decode_object(body.encode())
     assert decoded.boolean("Privileged") is True
     assert all(decoded.get(f"K{i}") == i for i in range(0, 100_000, 1000))
+
+
+@pytest.mark.parametrize("opening", ["[", '{"a":'])
+def test_bodies_nested_deeper_than_the_limit_are_refused(opening):
+    closing = "]" if opening == "[" else "}"
+    depth = gojson.MAX_DEPTH + 1
+    with pytest.raises(gojson.GoJSONError, match="deeper"):
+        gojson.decode(opening * depth + "1" + closing * depth)
+    assert gojson.decode(opening * gojson.MAX_DEPTH + "1" + closing * gojson.MAX_DEPTH)
+
+
+def test_brackets_inside_strings_do_not_count_as_nesting():
+    text = '{"a": "' + "[{" * gojson.MAX_DEPTH + '\\"]", "b": ["x"]}'
+    assert gojson.decode_object(text.encode()).strings("b") == ("x",)
+
+
+@pytest.mark.parametrize(
+    "body",
+    [b'{"\\udc00": 1}', b'{"a": [["ok", "\\ud800"]]}', b'{"a": {"b": ["\\ud800x"]}}'],
+)
+def test_lone_surrogates_anywhere_are_refused(body):
+    with pytest.raises(gojson.GoJSONError, match="surrogate"):
+        gojson.decode(body)

@@ -161,3 +161,23 @@ def test_identity_prefers_listener_then_certificate_then_uid():
 )  # fmt: skip
 def test_normalize_tag(ref, tag):
     assert ownership.normalize_tag(ref) == tag
+
+
+@pytest.mark.parametrize(
+    ("kind", "answer", "learned"),
+    [
+        ("container", b'{"Id": "%s", "Warnings": []}' % ALICE_ID.encode(), True),
+        ("exec", b'{"Id": "%s"}' % ALICE_ID.encode(), True),
+        ("container", b'{"Id": "short"}', False),  # only full IDs, which are never reused
+        ("container", b"not json", False),
+        ("container", b"[1, 2]", False),
+    ],
+)
+def test_what_a_client_created_needs_no_lookup_to_be_its_own(kind, answer, learned):
+    script = Script({})
+    resolver = ownership.Resolver(script)  # type: ignore[arg-type]
+    resolver.created(kind, answer, "alice")
+    mine = asyncio.run(resolver.settle([Need(kind, ALICE_ID)], "alice"))
+    theirs = asyncio.run(resolver.settle([Need(kind, ALICE_ID)], "bob"))
+    assert (mine.ok, bool(script.calls)) == (learned, not learned)
+    assert not theirs.ok
