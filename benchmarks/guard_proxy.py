@@ -6,7 +6,8 @@ docker-socket-proxy, measured side by side in one run.
 - a large streamed request body (``POST /images/load`` of a ~500 MB image of random data)
   and a large streamed response (``GET /images/NAME/get``): throughput.
 
-The variants take turns call by call (and load by load), so that a slow moment of this
+The variants take turns call by call, and load by load with each run starting at the next
+variant (a load leaves dockerd writing to disk for a while), so that a slow moment of this
 shared host falls on all of them alike.
 
 The guard runs as a separate process (``ci-build`` plus ``image.load``, audit log on), as
@@ -264,9 +265,10 @@ def main(runs: int = 3) -> None:
         )
         small = small_calls(variants, container)
         streams: dict[str, list[tuple[float, float]]] = {name: [] for name in variants}
-        for _ in range(runs):  # the variants take turns here too
-            for name, sock in variants.items():
-                streams[name].append(load_and_save(sock, archive))
+        order = list(variants)
+        for run in range(runs):  # turns again, each run starting with the next variant
+            for name in order[run % len(order) :] + order[: run % len(order)]:
+                streams[name].append(load_and_save(variants[name], archive))
         _report(small, streams)
         call(conn, "DELETE", f"/v1.41/containers/{container}?force=1")
         conn.close()

@@ -19,10 +19,10 @@ import stat
 import sys
 import time
 import traceback
-from collections.abc import AsyncIterator, Callable, Mapping
+from collections.abc import AsyncIterator, Callable, Coroutine, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal
+from typing import Literal, Protocol
 from urllib.parse import parse_qs, urlsplit
 
 from dockyard import labels
@@ -31,6 +31,7 @@ from dockyard.guard import http, ownership, rewrite, tlsstream
 from dockyard.guard.audit import AuditLog, Record
 from dockyard.guard.framing import IGNORED_BODY_LIMIT, Body, Framing, check
 from dockyard.guard.gojson import GoJSONError, decode_object
+from dockyard.guard.link import Link
 from dockyard.guard.policy import CREATES, Profile, Verdict, confine, deny, evaluate
 from dockyard.guard.request import UNKNOWN, CanonicalRequest, RequestError, canonicalize
 from dockyard.guard.tlsstream import Writer
@@ -121,6 +122,15 @@ class Settings:
     listings and clean-ups find it."""
 
 
+class ClientReader(http.Reader, Protocol):
+    """What a client's requests are read from: a :class:`Link`, or a :class:`_ClientReader`
+    fed by TLS; ``on_eof`` is called when the client goes away."""
+
+    on_eof: Callable[[], None] | None
+
+    async def readexactly(self, n: int) -> bytes: ...
+
+
 class _ClientReader(asyncio.StreamReader):
     """A stream reader that tells its connection when the client goes away."""
 
@@ -173,7 +183,10 @@ class Guard:
         for listener in self.settings.listeners:
             parts = urlsplit(listener.url)
 
-            def factory(listener: Listener = listener) -> asyncio.StreamReaderProtocol:
+            def factory(listener: Listener = listener) -> asyncio.BaseProtocol:
+                if listener.tls is None:
+                    return Link(on_connected=lambda link: self._accept(link, link, listener))
+                # TLS is run per connection (tlsstream), not by asyncio, so it can half-close.
                 reader = _ClientReader(limit=http.HEAD_LIMIT)
                 return asyncio.StreamReaderProtocol(
                     reader, lambda r, w: self._accept(r, w, listener)
@@ -186,7 +199,6 @@ class Guard:
                 server = await loop.create_unix_server(factory, str(path))
                 path.chmod(listener.mode)
             else:
-                # TLS is run per connection (tlsstream), not by asyncio, so it can half-close.
                 server = await loop.create_server(factory, parts.hostname, parts.port or 2376)
             self.servers.append(server)
 
@@ -204,15 +216,18 @@ class Guard:
         self.resolver.lookups.close()
 
     def _accept(
-        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, listener: Listener
+        self, reader: ClientReader | asyncio.StreamReader, writer: Writer, listener: Listener
     ) -> None:
         if len(self.connections) >= MAX_CONNECTIONS:
             writer.close()
             return
-        assert isinstance(reader, _ClientReader)
+        serving: Coroutine[None, None, None]
         if listener.tls is None:
+            assert isinstance(reader, Link)
             serving = self._serve(reader, writer, listener)
         else:
+            assert isinstance(writer, asyncio.StreamWriter)
+            assert isinstance(reader, asyncio.StreamReader)
             serving = self._serve_tls(reader, writer, listener, listener.tls)
         task = asyncio.get_running_loop().create_task(serving)
         self.connections.add(task)
@@ -232,7 +247,7 @@ class Guard:
             return  # a failed handshake (an unknown certificate) costs only its connection
         await self._serve(reader, writer, listener)
 
-    async def _serve(self, reader: _ClientReader, writer: Writer, listener: Listener) -> None:
+    async def _serve(self, reader: ClientReader, writer: Writer, listener: Listener) -> None:
         owner = ownership.identify(
             listener.owner, writer.get_extra_info("ssl_object"), writer.get_extra_info("socket")
         )
@@ -262,7 +277,7 @@ class Connection:
     def __init__(
         self,
         guard: Guard,
-        reader: _ClientReader,
+        reader: ClientReader,
         writer: Writer,
         owner: str,
         client: str,
@@ -554,7 +569,7 @@ async def _pipe(reader: http.Reader, writer: Writer) -> int:
 
 
 async def _splice(
-    client: tuple[asyncio.StreamReader, Writer], upstream: Streams, record: Record
+    client: tuple[http.Reader, Writer], upstream: Streams, record: Record
 ) -> tuple[int, int]:
     """Relay a hijacked connection both ways; each side's half-close is passed on."""
     sent, received = await asyncio.gather(

@@ -6,7 +6,7 @@ import socket
 import pytest
 
 from dockyard.guard import http
-from dockyard.guard.link import COPY_BELOW, SIZE, Link
+from dockyard.guard.link import COPY_BELOW, FIRST_SIZE, SIZE, Link
 
 
 def on_link(action):
@@ -118,3 +118,18 @@ def test_drain_after_the_connection_is_lost_raises():
             await link.drain()
 
     on_link(action)
+
+
+def test_a_quiet_connection_keeps_a_small_buffer_and_a_busy_one_grows():
+    async def action(link, peer):
+        for _ in range(50):
+            peer.sendall(b"GET /_ping HTTP/1.1\r\n\r\n")
+            await http.read_head(link)
+        small = len(link.buffer)
+        head = b"GET / HTTP/1.1\r\nX: " + b"a" * (http.HEAD_LIMIT - 100) + b"\r\n\r\n"
+        sending = asyncio.create_task(asyncio.to_thread(peer.sendall, head))
+        assert await http.read_head(link) == head
+        await sending
+        return small, len(link.buffer)
+
+    assert on_link(action) == (FIRST_SIZE, SIZE)
