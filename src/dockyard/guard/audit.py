@@ -11,7 +11,7 @@ import json
 import sys
 import time
 from collections import Counter
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TextIO
 
@@ -31,7 +31,7 @@ class Record:
     status: int = 0
     bytes_in: int = 0
     bytes_out: int = 0
-    started: float = 0.0
+    started: float = field(default_factory=time.time)
     latency_ms: float = 0.0
 
     def line(self) -> str:

@@ -165,9 +165,9 @@ class Link(asyncio.BufferedProtocol):
 
     async def readuntil(self, separator: bytes = b"\n") -> bytes:
         """The bytes up to and including ``separator``, with StreamReader's errors."""
-        searched = self.start
+        searched = 0  # (counted from ``start``: waiting may move the bytes to a new buffer)
         while True:
-            found = self.buffer.find(separator, searched, self.end)
+            found = self.buffer.find(separator, self.start + searched, self.end)
             if found >= 0:
                 count = found + len(separator) - self.start
                 if count > self.limit:
@@ -181,7 +181,7 @@ class Link(asyncio.BufferedProtocol):
                 partial = bytes(self.buffer[self.start : self.end])
                 self._consumed(len(partial))
                 raise asyncio.IncompleteReadError(partial, None)
-            searched = max(self.start, self.end - len(separator) + 1)
+            searched = max(0, self.end - self.start - len(separator) + 1)
             await self._more()
 
     # -- the writer

@@ -17,7 +17,6 @@ import json
 import ssl
 import stat
 import sys
-import time
 import traceback
 from collections.abc import AsyncIterator, Callable, Coroutine, Mapping
 from dataclasses import dataclass, field
@@ -327,7 +326,7 @@ class Connection:
             if raw is None:
                 return False
             head = http.parse_request(raw)
-            record = Record(self.client, self.owner, head.method, "", started=time.time())
+            record = Record(self.client, self.owner, head.method, "")
             record.bytes_in = len(raw)
             try:
                 exchange = await self._read(head, record)

@@ -133,3 +133,19 @@ def test_a_quiet_connection_keeps_a_small_buffer_and_a_busy_one_grows():
         return small, len(link.buffer)
 
     assert on_link(action) == (FIRST_SIZE, SIZE)
+
+
+def test_a_head_split_across_a_buffer_renewal_is_still_found():
+    async def action(link, peer):
+        body = COPY_BELOW + 1000
+        peer.sendall(b"b" * body + b"GET / HT")
+        while link.end - link.start < body + 8:
+            await settle()
+        assert isinstance(await link.read(COPY_BELOW), memoryview)  # the buffer is handed out
+        assert await link.read(1000) == b"b" * 1000
+        reading = asyncio.create_task(http.read_head(link))
+        await settle()
+        peer.sendall(b"TP/1.1\r\n\r\n")  # lands in a fresh buffer, the unread bytes moved
+        return await asyncio.wait_for(reading, 5)
+
+    assert on_link(action) == b"GET / HTTP/1.1\r\n\r\n"

@@ -10,6 +10,7 @@ import shutil
 import socket
 import tempfile
 import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -156,6 +157,10 @@ def test_malformed_input_is_400_and_closed(served):
         answer = exchange(client, b"NOT HTTP AT ALL\r\n\r\n")
         assert answer.startswith(b"HTTP/1.1 400")
         assert client.recv(10) == b""
+    audited = [json.loads(line) for line in (served.root / "audit.log").read_text().splitlines()]
+    error = next(line for line in reversed(audited) if line["verdict"] == "error")
+    assert error["time"].startswith(time.strftime("%Y-%m-%d", time.gmtime()))
+    assert 0 <= error["latency_ms"] < 10_000
 
 
 @settings(
