@@ -4,6 +4,8 @@ import asyncio
 import socket
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from dockyard.guard import http
 from dockyard.guard.link import COPY_BELOW, FIRST_SIZE, SIZE, Link
@@ -149,3 +151,47 @@ def test_a_head_split_across_a_buffer_renewal_is_still_found():
         return await asyncio.wait_for(reading, 5)
 
     assert on_link(action) == b"GET / HTTP/1.1\r\n\r\n"
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    messages=st.lists(
+        st.tuples(
+            st.binary(max_size=200).map(lambda b: b"H" + b.replace(b"\r\n\r\n", b"") + b"\r\n\r\n"),
+            st.integers(min_value=0, max_value=3 * SIZE),
+        ),
+        min_size=1,
+        max_size=4,
+    ),
+    cuts=st.lists(st.integers(min_value=1, max_value=SIZE), min_size=1, max_size=6),
+    sizes=st.lists(st.integers(min_value=1, max_value=2 * SIZE), min_size=1, max_size=6),
+)
+def test_heads_and_bodies_read_back_exactly_however_they_arrive(messages, cuts, sizes):
+    bodies = [bytes([n % 251]) * length for n, (_, length) in enumerate(messages)]
+    wire = b"".join(head + body for (head, _), body in zip(messages, bodies, strict=True))
+
+    def send(peer):
+        offset, turn = 0, 0
+        while offset < len(wire):
+            step = cuts[turn % len(cuts)]
+            peer.sendall(wire[offset : offset + step])
+            offset, turn = offset + step, turn + 1
+
+    async def action(link, peer):
+        sending = asyncio.create_task(asyncio.to_thread(send, peer))
+        heads, held, turn = [], [], 0  # every piece is held until the end: none may change
+        for _, length in messages:
+            heads.append(await http.read_head(link))
+            pieces, left = [], length
+            while left:
+                piece = await link.read(min(left, sizes[turn % len(sizes)]))
+                pieces.append(piece)
+                left -= len(piece)
+                turn += 1
+            held.append(pieces)
+        await sending
+        return heads, [b"".join(pieces) for pieces in held]
+
+    heads, got = on_link(action)
+    assert heads == [head for head, _ in messages]
+    assert got == bodies
