@@ -89,9 +89,9 @@ class Handler(BaseHTTPRequestHandler):
                 return 200, service.lease_dict(svc.get(lease_id))
             case "POST", ["leases", lease_id, "renew"]:
                 ttl = self._body().get("ttl_seconds")
-                return 200, service.lease_dict(svc.renew(lease_id, ttl))
+                return 200, service.lease_dict(svc.renew(lease_id, ttl, caller=self._peer()))
             case "DELETE", ["leases", lease_id]:
-                return 200, service.lease_dict(svc.release(lease_id))
+                return 200, service.lease_dict(svc.release(lease_id, caller=self._peer()))
             case "POST", ["gc"]:
                 dry = bool(self._body().get("dry_run", False))
                 return 200, [r.as_dict() for r in svc.gc(dry_run=dry)]
@@ -241,6 +241,7 @@ def _ref(name: str) -> dict[str, str]:
 
 _ERRORS = {
     "400": _json(_ref("Error"), "a field is missing or wrong (the message names it)"),
+    "403": _json(_ref("Error"), "the lease belongs to another uid or certificate"),
     "404": _json(_ref("Error"), "no such pool or lease"),
     "503": _json(_ref("Error"), "the pool is at max and nothing is idle: retry or release"),
 }

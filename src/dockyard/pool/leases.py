@@ -284,10 +284,36 @@ def created(state: State, name: str, *, ok: bool, now: float) -> Step:
     return _grant(ready, lease)
 
 
-def renew(state: State, lease_id: str, *, ttl: int | None, now: float) -> Step:
+ADMIN = "uid:0"
+"""The principal that may renew or release any lease (root on the host, who runs serve)."""
+
+
+def principal(owner: str) -> str:
+    """Who an owner is, without the process: ``uid:N`` or ``cn:NAME``."""
+    return owner.split(" ", 1)[0]
+
+
+def _not_theirs(lease: Lease, caller: str | None) -> Refused | None:
+    """Refusal of a caller acting on a lease another principal took (``None``: the service
+    itself, for expiry and clean-up)."""
+    if caller is None or not lease.owner or principal(caller) in (principal(lease.owner), ADMIN):
+        return None
+    return Refused(
+        403,
+        f"lease {lease.id} belongs to {principal(lease.owner)}, not {principal(caller)}",
+        "renew or release a lease as the user (or certificate) that took it, or as root",
+    )
+
+
+def renew(
+    state: State, lease_id: str, *, ttl: int | None, now: float, caller: str | None = None
+) -> Step:
     lease = state.leases.get(lease_id)
     if lease is None:
         return Step(state, (), _unknown(lease_id))
+    refused = _not_theirs(lease, caller)
+    if refused is not None:
+        return Step(state, (), refused)
     spec = state.pools.get(lease.pool, PoolSpec(lease.pool))
     ttl = spec.default_ttl if ttl is None else ttl
     problem = _check_ttl(spec, ttl)
@@ -300,11 +326,14 @@ def renew(state: State, lease_id: str, *, ttl: int | None, now: float) -> Step:
     return Step(new, (WriteMarker(renewed), DeleteMarker(lease.marker)), Granted(renewed))
 
 
-def release(state: State, lease_id: str) -> Step:
+def release(state: State, lease_id: str, *, caller: str | None = None) -> Step:
     """End a lease: its engine goes (with its issuer, so the certificate opens nothing)."""
     lease = state.leases.get(lease_id)
     if lease is None:
         return Step(state, (), _unknown(lease_id))
+    refused = _not_theirs(lease, caller)
+    if refused is not None:
+        return Step(state, (), refused)
     new = replace(state, leases=_without(state.leases, lease_id))
     engine = state.engines.get(lease.engine)
     commands: list[Command] = []

@@ -208,13 +208,18 @@ class PoolService:
             raise
         return self._grant(outcome.lease, bundle)
 
-    def renew(self, lease_id: str, ttl: int | None = None) -> leases.Lease:
-        step = self._transition(lambda s: leases.renew(s, lease_id, ttl=ttl, now=self.clock()))
+    def renew(
+        self, lease_id: str, ttl: int | None = None, *, caller: str | None = None
+    ) -> leases.Lease:
+        step = self._transition(
+            lambda s: leases.renew(s, lease_id, ttl=ttl, now=self.clock(), caller=caller)
+        )
         self._run(step.commands, strict=True)
         return self._lease_of(step)
 
-    def release(self, lease_id: str) -> leases.Lease:
-        step = self._transition(lambda s: leases.release(s, lease_id))
+    def release(self, lease_id: str, *, caller: str | None = None) -> leases.Lease:
+        """End a lease; ``caller`` (a client of the API) must be its owner or root."""
+        step = self._transition(lambda s: leases.release(s, lease_id, caller=caller))
         self._run(step.commands)
         self._wake.set()
         return self._lease_of(step)

@@ -32,6 +32,14 @@ class StandIn:
     def get(self, lease_id):
         raise PoolError(404, f"no lease {lease_id!r}")
 
+    def renew(self, lease_id, ttl, *, caller):
+        self.asked.append(("renew", lease_id, ttl, caller))
+        return LEASE
+
+    def release(self, lease_id, *, caller):
+        self.asked.append(("release", lease_id, None, caller))
+        return LEASE
+
 
 @pytest.fixture
 def served(tmp_path):
@@ -86,3 +94,12 @@ def test_an_absent_server_says_how_to_start_one(tmp_path):
     with pytest.raises(DockyardError) as caught:
         client.Client(f"unix://{tmp_path}/none.sock").call("GET", "/healthz")
     assert "dockyard serve" in caught.value.fix
+
+
+def test_renew_and_release_tell_the_service_who_asks(served):
+    stand_in, api_client = served
+    api_client.call("POST", "/leases/l1/renew", {"ttl_seconds": 120})
+    api_client.call("DELETE", "/leases/l1")
+    expected = [("renew", "l1", 120), ("release", "l1", None)]
+    assert [asked[:3] for asked in stand_in.asked] == expected
+    assert all(asked[3].startswith("uid:") for asked in stand_in.asked)

@@ -432,3 +432,29 @@ def test_request_waits_for_an_engine_a_refill_is_starting_instead_of_refusing():
     assert done.outcome.lease.id == "l"
     failed = lm.created(step.state, "dockyard-ci-r", ok=False, now=NOW)
     assert failed.outcome.lease_id == "l"
+
+
+@pytest.mark.parametrize(
+    ("caller", "allowed"),
+    [
+        (None, True),  # the service itself: expiry, clean-up after a failed grant
+        ("uid:1000 pid:7", True),  # the owner, from another process
+        ("uid:0 pid:1", True),  # root, who runs serve
+        ("uid:1001 pid:7", False),
+        ("cn:ci-2", False),
+    ],
+)
+def test_only_the_owner_or_root_renews_or_releases_a_lease(caller, allowed):
+    owner = "uid:1000 pid:5"
+    step = lm.request(warm(), "ci", cache_key=None, ttl=60, now=NOW, token="l1", owner=owner)
+    current = step.state
+    for acted in (
+        lm.renew(current, "l1", ttl=600, now=NOW + 30, caller=caller),
+        lm.release(current, "l1", caller=caller),
+    ):
+        if allowed:
+            assert isinstance(acted.outcome, lm.Granted)
+        else:
+            assert acted.outcome.status == 403
+            assert "belongs to uid:1000" in acted.outcome.message
+            assert (acted.state, acted.commands) == (current, ())
