@@ -9,9 +9,13 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import os
+import socket
+import stat
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
+
+from dockyard.errors import DockyardError
 
 
 def state_dir() -> Path:
@@ -54,3 +58,36 @@ def write_private(path: Path, data: bytes, mode: int = 0o600) -> None:
         raise
     os.close(fd)
     os.replace(tmp, path)
+
+
+@contextlib.contextmanager
+def created_with_mode(mode: int) -> Iterator[None]:
+    """Files and sockets created inside get at most ``mode``: a socket is never reachable,
+    even for an instant, by more users than it should be (a chmod after bind leaves a
+    window). The umask is process-wide, so keep the block to the one call that binds."""
+    previous = os.umask(0o777 & ~mode)
+    try:
+        yield
+    finally:
+        os.umask(previous)
+
+
+def clear_stale_socket(path: Path) -> None:
+    """Make way for a server's unix socket: one left by a server that died is removed; one a
+    live server answers on, or a file that is not a socket, is an error naming it."""
+    try:
+        info = path.lstat()
+    except FileNotFoundError:
+        return
+    if not stat.S_ISSOCK(info.st_mode):
+        raise DockyardError(f"{path} exists and is not a socket", fix="choose another path")
+    with socket.socket(socket.AF_UNIX) as probe:
+        try:
+            probe.connect(str(path))
+        except (ConnectionRefusedError, FileNotFoundError):
+            path.unlink(missing_ok=True)  # nobody listens: left by a server that died
+            return
+    raise DockyardError(
+        f"{path} is the socket of a server that is running",
+        fix="stop that server first, or listen on another path",
+    )

@@ -15,7 +15,6 @@ import contextlib
 import importlib
 import json
 import ssl
-import stat
 import sys
 import traceback
 from collections.abc import AsyncIterator, Callable, Coroutine, Mapping
@@ -24,7 +23,7 @@ from pathlib import Path
 from typing import Literal, Protocol
 from urllib.parse import parse_qs, urlsplit
 
-from dockyard import labels
+from dockyard import labels, state
 from dockyard.errors import DockyardError
 from dockyard.guard import http, ownership, rewrite, tlsstream
 from dockyard.guard.audit import AuditLog, Record
@@ -193,10 +192,10 @@ class Guard:
 
             if parts.scheme == "unix":
                 path = Path(parts.path)
-                _clear_stale_socket(path)
+                state.clear_stale_socket(path)
                 path.parent.mkdir(parents=True, exist_ok=True)
-                server = await loop.create_unix_server(factory, str(path))
-                path.chmod(listener.mode)
+                with state.created_with_mode(listener.mode):
+                    server = await loop.create_unix_server(factory, str(path))
             else:
                 server = await loop.create_server(factory, parts.hostname, parts.port or 2376)
             self.servers.append(server)
@@ -253,17 +252,6 @@ class Guard:
         peer = writer.get_extra_info("peername")
         client = f"{listener.url}" + (f" {peer[0]}:{peer[1]}" if isinstance(peer, tuple) else "")
         await Connection(self, reader, writer, owner, client).run()
-
-
-def _clear_stale_socket(path: Path) -> None:
-    """A socket file left by an earlier guard is replaced; any other file is denied."""
-    try:
-        info = path.lstat()
-    except FileNotFoundError:
-        return
-    if not stat.S_ISSOCK(info.st_mode):
-        raise DockyardError(f"{path} exists and is not a socket", fix="choose another path")
-    path.unlink()
 
 
 def _forward_headers(head: http.Head) -> list[tuple[str, str]]:

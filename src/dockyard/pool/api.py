@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-from dockyard import pki
+from dockyard import pki, state
 from dockyard.errors import DockyardError
 from dockyard.pool import service
 from dockyard.pool.service import PoolError, PoolService
@@ -170,10 +170,9 @@ def make_server(pools: PoolService, listen: str) -> socketserver.BaseServer:
     if where.scheme == "unix":
         path = Path(where.path)
         path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-        if path.is_socket():
-            path.unlink()  # left by a killed serve; a live one holds the pool locks
-        server: socketserver.BaseServer = _UnixServer(str(path), handler)
-        path.chmod(0o660)
+        state.clear_stale_socket(path)
+        with state.created_with_mode(0o660):
+            server: socketserver.BaseServer = _UnixServer(str(path), handler)
         return server
     if where.scheme == "tcp" and where.hostname and where.port:
         tls = _TlsServer((where.hostname, where.port), handler)

@@ -8,6 +8,7 @@ import asyncio
 import json
 import shutil
 import socket
+import stat
 import tempfile
 import threading
 import time
@@ -98,6 +99,10 @@ def exchange(client: socket.socket, data: bytes) -> bytes:
     while len(rest) < length:
         rest += client.recv(65536)
     return head + b"\r\n\r\n" + rest
+
+
+def test_the_socket_is_group_only(served):
+    assert stat.S_IMODE(Path(served.socket).stat().st_mode) == 0o660
 
 
 def test_allowed_requests_are_forwarded_rebuilt(served):
