@@ -182,12 +182,13 @@ class Guard:
             parts = urlsplit(listener.url)
 
             def factory(listener: Listener = listener) -> asyncio.BaseProtocol:
-                if listener.tls is None:
-                    return Link(on_connected=lambda link: self._accept(link, link, listener))
+                context = listener.tls
+                if context is None:
+                    return Link(on_connected=lambda link: self._track_link(link, listener))
                 # TLS is run per connection (tlsstream), not by asyncio, so it can half-close.
-                reader = _ClientReader(limit=http.HEAD_LIMIT)
                 return asyncio.StreamReaderProtocol(
-                    reader, lambda r, w: self._accept(r, w, listener)
+                    _ClientReader(limit=http.HEAD_LIMIT),
+                    lambda r, w: self._track(self._serve_tls(r, w, listener, context), w),
                 )
 
             if parts.scheme == "unix":
@@ -213,20 +214,15 @@ class Guard:
             await server.wait_closed()
         self.resolver.lookups.close()
 
-    def _accept(
-        self, reader: ClientReader | asyncio.StreamReader, writer: Writer, listener: Listener
-    ) -> None:
+    def _track_link(self, link: Link, listener: Listener) -> None:
+        self._track(self._serve(link, link, listener), link)
+
+    def _track(self, serving: Coroutine[None, None, None], writer: Writer) -> None:
+        """Run a new connection's task, unless there are too many already."""
         if len(self.connections) >= MAX_CONNECTIONS:
+            serving.close()
             writer.close()
             return
-        serving: Coroutine[None, None, None]
-        if listener.tls is None:
-            assert isinstance(reader, Link)
-            serving = self._serve(reader, writer, listener)
-        else:
-            assert isinstance(writer, asyncio.StreamWriter)
-            assert isinstance(reader, asyncio.StreamReader)
-            serving = self._serve_tls(reader, writer, listener, listener.tls)
         task = asyncio.get_running_loop().create_task(serving)
         self.connections.add(task)
         task.add_done_callback(self.connections.discard)
