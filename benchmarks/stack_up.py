@@ -61,7 +61,7 @@ class ByHand:
     def up(self) -> None:
         self.client.api.create_network(self.name, labels=labels.managed("bench"))
         self.dind(f"{self.name}-dind")
-        registry = {
+        registry: dict[str, object] = {
             "Image": builder.ensure("registry"),
             "HostConfig": {"NetworkMode": self.name},
             "NetworkingConfig": {"EndpointsConfig": {self.name: {"Aliases": ["registry"]}}},
