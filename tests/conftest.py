@@ -4,14 +4,18 @@ Everything dockyard creates during the run carries ``io.dockyard.test-run=<id>``
 ``DOCKYARD_LABELS``), so the leak check sees only this run's objects, never a user's or a
 concurrent run's. It runs once, in the controlling process after every worker is done: any
 container, volume or network of this run still present leaked. It is removed, and the run
-fails.
+fails. So is an anonymous volume (no name, no labels: a ``VOLUME`` of an image) left dangling
+since the run began: a container of ours removed without its volumes.
 """
 
 from __future__ import annotations
 
+import datetime
 import os
+import re
 import secrets
 import tempfile
+import time
 
 import pytest
 
@@ -55,11 +59,28 @@ def _remove(kind: str, ident: str) -> None:
 
 
 RUN_ENV = "DOCKYARD_TEST_RUN"
+STARTED_ENV = "DOCKYARD_TEST_STARTED"
+_ANONYMOUS = re.compile(r"[0-9a-f]{64}")
+
+
+def _anonymous_since(started: float) -> set[str]:
+    """Dangling unlabelled volumes with generated names, created since ``started``."""
+    import docker
+
+    found = docker.from_env(timeout=30).api.volumes(filters={"dangling": True})["Volumes"] or []
+    return {
+        volume["Name"]
+        for volume in found
+        if _ANONYMOUS.fullmatch(volume["Name"])
+        and not volume.get("Labels")
+        and datetime.datetime.fromisoformat(volume["CreatedAt"]).timestamp() >= started - 1
+    }
 
 
 def pytest_configure(config: pytest.Config) -> None:
     # Set before xdist starts its workers, so they inherit one run id and one state dir.
     os.environ.setdefault(RUN_ENV, secrets.token_hex(4))
+    os.environ.setdefault(STARTED_ENV, str(time.time()))
     os.environ.setdefault("DOCKYARD_STATE_DIR", tempfile.mkdtemp(prefix="dockyard-test-state-"))
     own = f"{RUN_LABEL}={os.environ[RUN_ENV]}"
     existing = os.environ.get("DOCKYARD_LABELS", "")
@@ -74,11 +95,12 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     if after is None:
         return
     leaked = {kind: sorted(after[kind]) for kind in KINDS}
+    leaked["volumes"] += sorted(_anonymous_since(float(os.environ[STARTED_ENV])))
     # containers first: volumes and networks in use cannot go
     for kind in KINDS:
         for ident in leaked[kind]:
             _remove(kind, ident)
     if any(leaked.values()):
         report = "; ".join(f"{k}: {', '.join(i[:12] for i in v)}" for k, v in leaked.items() if v)
-        print(f"\nLEAK: the suite left dockyard-labelled objects behind (now removed): {report}")
+        print(f"\nLEAK: the suite left objects behind (now removed): {report}")
         session.exitstatus = pytest.ExitCode.TESTS_FAILED
