@@ -145,6 +145,8 @@ class RemoveCert:
 
 
 Command = CreateEngine | DestroyEngine | WriteMarker | DeleteMarker | IssueCert | RemoveCert
+REMOVALS = (DestroyEngine, DeleteMarker, RemoveCert)
+"""Commands that can be carried out again until they succeed (removing what is gone is fine)."""
 
 
 # --- outcomes of a request --------------------------------------------------------------------

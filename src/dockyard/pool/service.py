@@ -109,6 +109,10 @@ class PoolService:
         self._retry_at = 0.0
         self._waiting: dict[str, Future[Grant]] = {}
         self._abandoned: set[str] = set()  # leases whose requester gave up waiting
+        self._retries: list[leases.Command] = []
+        """Removals that failed (a released engine still running, its marker still there):
+        retried by the reaper, so a released certificate does not keep opening an engine."""
+        self._retries_lock = threading.Lock()
 
     # lifecycle
 
@@ -289,7 +293,11 @@ class PoolService:
         return [c.name for c in step.commands if isinstance(c, leases.CreateEngine)]
 
     def reap(self) -> list[str]:
-        """Expire leases past their TTL and destroy engines nobody can use."""
+        """Retry failed removals, expire leases past their TTL and destroy engines nobody can
+        use."""
+        with self._retries_lock:
+            retried, self._retries = self._retries, []
+        self._run(retried)
         expired = self._transition(lambda s: leases.expire(s, now=self.clock()))
         reclaimed = self._transition(leases.reclaim)
         commands = (*expired.commands, *reclaimed.commands)
@@ -383,13 +391,18 @@ class PoolService:
         """Carry out commands in order; a failure stops the batch (and raises if strict).
         Returns the certificate bundle an IssueCert made, if any."""
         bundle: dict[str, bytes] = {}
-        for command in commands:
+        for index, command in enumerate(commands):
             try:
                 bundle |= self._apply(command)
             except (DockyardError, docker_api.APIError, OSError) as exc:
                 log.error("%s failed: %s", describe(command), exc)
                 if strict:
                     raise PoolError(500, f"{describe(command)} failed: {exc}") from exc
+                rest = commands[index:]
+                if all(isinstance(c, leases.REMOVALS) for c in rest):
+                    log.warning("will retry: %s", ", ".join(describe(c) for c in rest))
+                    with self._retries_lock:
+                        self._retries.extend(rest)
                 break
         return bundle
 

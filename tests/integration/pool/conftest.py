@@ -44,10 +44,12 @@ def make_pool(docker_client, engine_image):
     """Start a PoolService over a fresh pool; everything of it is removed afterwards."""
     started = []
 
-    def make(**settings):
+    def make(*, reap_every=5.0, **settings):
         name = settings.pop("name", f"p{secrets.token_hex(3)}")
         svc = service.PoolService(
-            [PoolConfig(name=name, image=engine_image, **settings)], client=docker_client
+            [PoolConfig(name=name, image=engine_image, **settings)],
+            client=docker_client,
+            reap_every=reap_every,
         )
         started.append((svc, name))
         svc.start()

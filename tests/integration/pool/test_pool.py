@@ -6,6 +6,7 @@ import time
 
 import pytest
 
+from dockyard import docker_api
 from dockyard.engine import service as engine_service
 from dockyard.pool.service import PoolError
 
@@ -132,3 +133,27 @@ def test_recovery_after_restart_keeps_leases_and_warm_engines(
         again.release(held.lease.id)
     finally:
         again.stop()
+
+
+def test_a_release_whose_engine_removal_fails_is_retried_by_the_reaper(
+    tools, make_pool, docker_client, monkeypatch
+):
+    svc, pool = make_pool(warm=1, max=2, ttl="10m", reap_every=3600)  # reaped by the test
+    tools.wait_for(lambda: tools.idle(svc, pool) == 1, what="a warm engine")
+    grant = svc.lease(pool)
+    real_rm, failures = engine_service.rm, []
+
+    def failing_once(name, **kwargs):
+        if not failures:
+            failures.append(name)
+            raise docker_api.APIError("dockerd hiccup")
+        return real_rm(name, **kwargs)
+
+    monkeypatch.setattr(engine_service, "rm", failing_once)
+    svc.release(grant.lease.id)
+    assert failures == [grant.lease.engine]
+    assert grant.lease.engine in {e.name for e in engine_service.ls(docker_client)}
+    svc.reap()
+    assert grant.lease.engine not in {e.name for e in engine_service.ls(docker_client)}
+    markers = docker_client.api.volumes(filters={"name": grant.lease.marker})["Volumes"] or []
+    assert markers == []
