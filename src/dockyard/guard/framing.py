@@ -15,9 +15,10 @@ query. Form bodies are denied on every endpoint.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from enum import Enum
+from types import MappingProxyType
 
 from dockyard.guard import memo
 
@@ -93,10 +94,17 @@ STREAM_ENDPOINTS = frozenset(
     }
 )
 
-UPGRADE_ENDPOINTS = frozenset(
-    {"container.attach", "container.attach.ws", "exec.start", "session", "grpc"}
+UPGRADES: Mapping[str, str] = MappingProxyType(
+    {
+        "container.attach": "tcp",
+        "exec.start": "tcp",
+        "container.attach.ws": "websocket",
+        "session": "h2c",
+        "grpc": "h2c",
+    }
 )
-"""Endpoints dockerd hijacks; an Upgrade header anywhere else is denied."""
+"""Endpoints dockerd hijacks, and the protocol its clients ask to switch to; any other
+Upgrade is denied (after a switch the guard relays bytes it no longer parses)."""
 
 FORM_MEDIA_TYPES = frozenset({"application/x-www-form-urlencoded", "multipart/form-data"})
 
@@ -196,8 +204,12 @@ def _check(endpoint: str, headers: tuple[tuple[str | bytes, str | bytes], ...]) 
     if "http2-settings" in found:
         return _deny("HTTP/2 upgrade is not relayed")
     upgrade = found.get("upgrade", [None])[0]
-    if upgrade is not None and endpoint not in UPGRADE_ENDPOINTS:
-        return _deny(f"Upgrade on {endpoint}, which dockerd does not hijack")
+    if upgrade is not None:
+        expected = UPGRADES.get(endpoint)
+        if expected is None:
+            return _deny(f"Upgrade on {endpoint}, which dockerd does not hijack")
+        if upgrade.lower() != expected:
+            return _deny(f"Upgrade to {upgrade[:40]!r} on {endpoint}: only {expected!r} is relayed")
 
     if kind is Body.JSON:
         if chunked:

@@ -56,6 +56,9 @@ def length(n: int) -> tuple[str, str]:
         ("container.list", [("Upgrade", "tcp"), ("Connection", "Upgrade")], "does not hijack"),
         ("container.attach", [("Upgrade", "h2c"), ("HTTP2-Settings", "AAA")], "HTTP/2"),
         ("container.attach", [("Upgrade", "tcp"), ("Upgrade", "tcp")], "repeated upgrade"),
+        ("container.attach", [("Upgrade", "h2c"), ("Connection", "Upgrade")], "only 'tcp'"),
+        ("exec.start", [("Upgrade", "websocket"), ("Connection", "Upgrade")], "only 'tcp'"),
+        ("grpc", [("Upgrade", "tcp"), ("Connection", "Upgrade")], "only 'h2c'"),
     ],
 )
 def test_denied(endpoint, headers, reason):
@@ -109,6 +112,8 @@ def test_denied(endpoint, headers, reason):
             Body.JSON,
         ),
         ("grpc", [("Upgrade", "h2c"), ("Connection", "Upgrade")], Body.NONE),
+        ("container.attach", [("Upgrade", "TCP"), ("Connection", "Upgrade")], Body.NONE),
+        ("container.attach.ws", [("Upgrade", "websocket"), ("Connection", "Upgrade")], Body.NONE),
     ],
 )
 def test_allowed(endpoint, headers, body):
