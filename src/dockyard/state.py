@@ -1,4 +1,5 @@
-"""Where dockyard keeps files on the host: certificates and per-host-engine caches.
+"""Where dockyard keeps files on the host: certificates and per-host-engine caches; and how
+its private files and its servers' unix sockets are created.
 
 ``DOCKYARD_STATE_DIR`` overrides the default (``$XDG_STATE_HOME/dockyard`` or
 ``~/.local/state/dockyard``). The directory is created 0700: it holds private keys.

@@ -9,7 +9,6 @@ lists, events and prunes.
 
 from __future__ import annotations
 
-import functools
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from fnmatch import fnmatchcase
@@ -39,7 +38,7 @@ class Profile:
         return not _matches(self.deny, endpoint) and _matches(self.allow, endpoint)
 
 
-@functools.lru_cache(maxsize=4096)
+@memo.cached(lambda patterns, endpoint: len(endpoint))
 def _matches(patterns: frozenset[str], endpoint: str) -> bool:
     """(Cached: endpoints are the route table's few names, and this runs per request.)"""
     return any(fnmatchcase(endpoint, pattern) for pattern in patterns)

@@ -121,16 +121,16 @@ class Settings:
 
 
 class ClientReader(http.Reader, Protocol):
-    """What a client's requests are read from: a :class:`Link`, or a :class:`_ClientReader`
-    fed by TLS; ``on_eof`` is called when the client goes away."""
+    """What a client's requests are read from: a :class:`Link`, or a :class:`_TLSReader`;
+    ``on_eof`` is called when the client goes away."""
 
     on_eof: Callable[[], None] | None
 
     async def readexactly(self, n: int) -> bytes: ...
 
 
-class _ClientReader(asyncio.StreamReader):
-    """A stream reader that tells its connection when the client goes away."""
+class _TLSReader(asyncio.StreamReader):
+    """What a TLS client sent, decrypted; it tells its connection when the client goes away."""
 
     on_eof: Callable[[], None] | None = None
 
@@ -187,7 +187,7 @@ class Guard:
                     return Link(on_connected=lambda link: self._track_link(link, listener))
                 # TLS is run per connection (tlsstream), not by asyncio, so it can half-close.
                 return asyncio.StreamReaderProtocol(
-                    _ClientReader(limit=http.HEAD_LIMIT),
+                    asyncio.StreamReader(limit=http.HEAD_LIMIT),  # the encrypted bytes
                     lambda r, w: self._track(self._serve_tls(r, w, listener, context), w),
                 )
 
@@ -234,7 +234,7 @@ class Guard:
         listener: Listener,
         context: ssl.SSLContext,
     ) -> None:
-        reader = _ClientReader(limit=http.HEAD_LIMIT)
+        reader = _TLSReader(limit=http.HEAD_LIMIT)
         try:
             writer = await tlsstream.accept(raw_reader, raw_writer, context, reader)
         except (OSError, TimeoutError):
