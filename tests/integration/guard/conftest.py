@@ -20,7 +20,7 @@ from dockyard.guard.audit import AuditLog
 from dockyard.guard.escapes import Rules
 from dockyard.guard.policy import Profile
 from dockyard.guard.profiles import CI_BUILD
-from dockyard.guard.server import Guard, Listener, Settings
+from dockyard.guard.server import Guard, Listener, Settings, event_loop_policy
 from dockyard.guard.upstream import Upstream, parse_upstream
 
 CLIS = {"28": "/usr/local/bin/docker", "20.10": "/usr/bin/docker"}
@@ -70,7 +70,7 @@ def start_guard(
         listeners=tuple(Listener(f"unix://{path}", owner=o) for o, path in sockets.items()),
         audit=AuditLog(root / "audit.log"),
     )
-    loop = asyncio.new_event_loop()
+    loop = event_loop_policy().new_event_loop()  # uvloop, as the command runs it
     guard = Guard(settings)
     loop.run_until_complete(guard.start())
     thread = threading.Thread(target=loop.run_forever, daemon=True)
