@@ -7,6 +7,7 @@ histogram): prometheus-client would add a dependency and a thread for what is fo
 from __future__ import annotations
 
 import asyncio
+import bisect
 import json
 import sys
 import time
@@ -62,9 +63,9 @@ class Metrics:
         self.bytes["out"] += record.bytes_out
         self.count += 1
         self.latency_sum += record.latency_ms
-        for index, bound in enumerate(_BUCKETS):
-            if record.latency_ms <= bound:
-                self.buckets[index] += 1
+        index = bisect.bisect_left(_BUCKETS, record.latency_ms)
+        if index < len(_BUCKETS):
+            self.buckets[index] += 1  # (made cumulative when exposed)
 
     def exposition(self) -> str:
         lines = ["# TYPE dockyard_guard_requests_total counter"]
@@ -76,8 +77,10 @@ class Metrics:
         for direction, count in sorted(self.bytes.items()):
             lines.append(f'dockyard_guard_bytes_total{{direction="{direction}"}} {count}')
         lines.append("# TYPE dockyard_guard_latency_ms histogram")
+        below = 0
         for bound, count in zip(_BUCKETS, self.buckets, strict=True):
-            lines.append(f'dockyard_guard_latency_ms_bucket{{le="{bound}"}} {count}')
+            below += count
+            lines.append(f'dockyard_guard_latency_ms_bucket{{le="{bound}"}} {below}')
         lines.append(f'dockyard_guard_latency_ms_bucket{{le="+Inf"}} {self.count}')
         lines.append(f"dockyard_guard_latency_ms_sum {self.latency_sum:.3f}")
         lines.append(f"dockyard_guard_latency_ms_count {self.count}")
@@ -103,18 +106,47 @@ class Metrics:
         return await asyncio.start_server(answer, host, port)
 
 
+FLUSH_AFTER = 0.05
+"""Seconds a record waits to be written: lines go out in batches, after the answers they
+describe, not between an answer and the client's next request."""
+
+
 class AuditLog:
-    """Writes records as JSON lines (to a file, appended, or stderr) and counts them."""
+    """Writes records as JSON lines (to a file, appended, or stderr) and counts them.
+
+    Records are counted at once and written within :data:`FLUSH_AFTER`, or at once outside
+    an event loop; :meth:`close` writes what is pending.
+    """
 
     def __init__(self, path: Path | None = None, metrics: Metrics | None = None) -> None:
-        self.stream: TextIO = path.open("a", buffering=1) if path else sys.stderr
+        self.stream: TextIO = path.open("a") if path else sys.stderr
         self.metrics = metrics or Metrics()
+        self.pending: list[Record] = []
+        self.flushing: asyncio.TimerHandle | None = None
 
     def write(self, record: Record) -> None:
         record.latency_ms = round((time.time() - record.started) * 1000, 3)
         self.metrics.observe(record)
-        self.stream.write(record.line() + "\n")
+        self.pending.append(record)
+        if self.flushing is not None:
+            return
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            self.flush()
+        else:
+            self.flushing = loop.call_later(FLUSH_AFTER, self.flush)
+
+    def flush(self) -> None:
+        if self.flushing is not None:
+            self.flushing.cancel()
+            self.flushing = None
+        pending, self.pending = self.pending, []
+        if pending:
+            self.stream.write("".join(record.line() + "\n" for record in pending))
+            self.stream.flush()
 
     def close(self) -> None:
+        self.flush()
         if self.stream is not sys.stderr:
             self.stream.close()

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import os
+import signal
 from pathlib import Path
 from typing import Annotated
 from urllib.parse import urlsplit
@@ -191,7 +192,7 @@ def guard(  # noqa: PLR0917 (typer reads the options from the parameters)
     asyncio.set_event_loop_policy(server.event_loop_policy())
     try:
         asyncio.run(_serve(settings, metrics_port))
-    except KeyboardInterrupt:
+    except (KeyboardInterrupt, asyncio.CancelledError):
         pass
     finally:
         settings.audit.close()
@@ -204,6 +205,9 @@ def _mode(text: str) -> Mode:
 async def _serve(settings: Settings, metrics_port: int | None) -> None:
     from dockyard.guard import server
 
+    serving = asyncio.current_task()
+    if serving is not None:  # SIGTERM (how stacks stop it) closes down as Ctrl-C does
+        asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, serving.cancel)
     if metrics_port is not None:
         await settings.audit.metrics.serve(metrics_port)
     await server.run(settings)

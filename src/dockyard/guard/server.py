@@ -213,6 +213,7 @@ class Guard:
         for server in self.servers:
             await server.wait_closed()
         self.resolver.lookups.close()
+        self.settings.audit.flush()
 
     def _track_link(self, link: Link, listener: Listener) -> None:
         self._track(self._serve(link, link, listener), link)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import json
 import os
 import secrets
 import shutil
@@ -41,6 +42,12 @@ class Running:
         self.thread.join(30)
         self.loop.close()
         shutil.rmtree(self.root, ignore_errors=True)
+
+    def audit_lines(self) -> list[dict[str, object]]:
+        """The audit log's records, with those still batched in the guard written first."""
+        self.loop.call_soon_threadsafe(self.server.settings.audit.flush)
+        asyncio.run_coroutine_threadsafe(asyncio.sleep(0), self.loop).result(10)
+        return [json.loads(line) for line in self.audit.read_text().splitlines()]
 
     def env(self, owner: str, **extra: str) -> dict[str, str]:
         env = {k: v for k, v in os.environ.items() if not k.startswith("DOCKER_")}

@@ -220,7 +220,7 @@ def test_python_sdk_through_the_guard(guard, owners):
 
 def test_audit_log_has_one_line_per_request(guard, owners):
     guard.docker(owners[0], "run", "--rm", "--privileged", "dockyard/base:0.1", "true", check=False)
-    lines = [json.loads(line) for line in guard.audit.read_text().splitlines()]
+    lines = guard.audit_lines()
     denied = [line for line in lines if line["verdict"] == "deny"]
     assert denied
     assert denied[-1]["rule"] == "privileged"

@@ -162,6 +162,8 @@ def test_malformed_input_is_400_and_closed(served):
         answer = exchange(client, b"NOT HTTP AT ALL\r\n\r\n")
         assert answer.startswith(b"HTTP/1.1 400")
         assert client.recv(10) == b""
+    served.loop.call_soon_threadsafe(served.guard.settings.audit.flush)
+    asyncio.run_coroutine_threadsafe(asyncio.sleep(0), served.loop).result(10)
     audited = [json.loads(line) for line in (served.root / "audit.log").read_text().splitlines()]
     error = next(line for line in reversed(audited) if line["verdict"] == "error")
     assert error["time"].startswith(time.strftime("%Y-%m-%d", time.gmtime()))
