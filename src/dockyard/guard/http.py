@@ -12,8 +12,8 @@ from __future__ import annotations
 
 import asyncio
 import re
-from collections.abc import AsyncIterator
-from dataclasses import dataclass
+from collections.abc import AsyncIterator, Mapping
+from dataclasses import dataclass, field
 from typing import Protocol
 
 import httptools
@@ -49,6 +49,24 @@ class HTTPError(Exception):
         self.status = status
 
 
+HOP_BY_HOP = frozenset(
+    {
+        "connection",
+        "keep-alive",
+        "proxy-connection",
+        "proxy-authorization",
+        "te",
+        "trailer",
+        "transfer-encoding",
+        "content-length",
+        "upgrade",
+        "expect",
+        "http2-settings",
+    }
+)
+"""Headers about one connection's framing, never forwarded as they came (RFC 9110 7.6.1)."""
+
+
 @dataclass(frozen=True, slots=True)
 class Head:
     """A parsed request or response head; ``headers`` keep their order and spelling."""
@@ -59,10 +77,13 @@ class Head:
     version: str
     headers: tuple[tuple[str, str], ...]
     keep_alive: bool
+    first: Mapping[str, str] = field(compare=False, repr=False)
+    """Each header's first value, by lower-case name."""
+    end_to_end: tuple[tuple[str, str], ...] = field(compare=False, repr=False)
+    """The headers without the :data:`HOP_BY_HOP` ones, in order."""
 
     def header(self, name: str) -> str | None:
-        lowered = name.lower()
-        return next((value for key, value in self.headers if key.lower() == lowered), None)
+        return self.first.get(name.lower())
 
 
 class _Collector:
@@ -108,6 +129,13 @@ def parse_head(data: bytes, *, response: bool = False) -> Head:
         if name.lower() == "connection"
         for token in value.split(",")
     }
+    first: dict[str, str] = {}
+    end_to_end = []
+    for name, value in collector.headers:
+        lowered = name.lower()
+        first.setdefault(lowered, value)
+        if lowered not in HOP_BY_HOP:
+            end_to_end.append((name, value))
     method, status = "", 0
     if isinstance(parser, httptools.HttpRequestParser):
         method = parser.get_method().decode("latin-1")
@@ -121,6 +149,8 @@ def parse_head(data: bytes, *, response: bool = False) -> Head:
         headers=tuple(collector.headers),
         # (httptools forgets keep-alive once a bodiless message is complete)
         keep_alive="close" not in tokens and (version == "1.1" or "keep-alive" in tokens),
+        first=first,
+        end_to_end=tuple(end_to_end),
     )
 
 
@@ -128,6 +158,12 @@ def parse_head(data: bytes, *, response: bool = False) -> Head:
 def parse_request(data: bytes) -> Head:
     """A request head (cached: clients send the same heads again and again)."""
     return parse_head(data)
+
+
+@memo.cached(len)
+def parse_response(data: bytes) -> Head:
+    """A response head (cached: dockerd's heads repeat within each second of ``Date``)."""
+    return parse_head(data, response=True)
 
 
 async def read_head(reader: Reader) -> bytes | None:

@@ -58,22 +58,6 @@ REWRITTEN_REFS = frozenset({"container", "network"})
 STAMP_BODIES = frozenset({"container.create", "volume.create", "network.create"})
 TAGGING = frozenset({"build", "image.tag", "commit"})
 
-_HOP_BY_HOP = frozenset(
-    {
-        "connection",
-        "keep-alive",
-        "proxy-connection",
-        "proxy-authorization",
-        "te",
-        "trailer",
-        "transfer-encoding",
-        "content-length",
-        "upgrade",
-        "expect",
-        "http2-settings",
-    }
-)
-
 
 @dataclass(frozen=True, slots=True)
 class Listener:
@@ -251,10 +235,6 @@ class Guard:
         await Connection(self, reader, writer, owner, client).run()
 
 
-def _forward_headers(head: http.Head) -> list[tuple[str, str]]:
-    return [(name, value) for name, value in head.headers if name.lower() not in _HOP_BY_HOP]
-
-
 class Connection:
     """One client connection and its upstream connection, handled one request at a time."""
 
@@ -419,7 +399,7 @@ class Connection:
     async def _forward(self, exchange: Exchange, verdict: Verdict) -> bool:
         head, request, framing = exchange.head, exchange.request, exchange.framing
         target = self._target(exchange, verdict)
-        headers = _forward_headers(head)
+        headers = list(head.end_to_end)
         body = exchange.body
         if verdict.stamp_labels and request.endpoint in STAMP_BODIES:
             body = rewrite.stamped_body(body, self._stamp(verdict))
@@ -468,7 +448,7 @@ class Connection:
             raw = await http.read_head(up_reader)
             if raw is None:
                 raise http.HTTPError("upstream closed the connection", 502)
-            answer = http.parse_head(raw, response=True)
+            answer = http.parse_response(raw)
             if answer.status == 101 or not 100 <= answer.status < 200:
                 break
         record.status = answer.status

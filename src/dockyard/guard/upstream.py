@@ -107,7 +107,7 @@ class Lookups:
             raw = await http.read_head(reader)
             if raw is None:
                 raise http.HTTPError("upstream closed the connection", 502)
-            head = http.parse_head(raw, response=True)
+            head = http.parse_response(raw)
             pieces = http.body_of(reader, head)
             if pieces is None:
                 raise http.HTTPError("upstream answer without a length", 502)
