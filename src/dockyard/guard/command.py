@@ -20,6 +20,7 @@ from dockyard.guard import profiles
 from dockyard.guard.audit import AuditLog, Metrics
 from dockyard.guard.policy import Profile
 from dockyard.guard.server import Listener, Mode, Settings, parse_listen
+from dockyard.guard.tagbook import TagBook
 from dockyard.guard.upstream import parse_upstream
 
 SOCKET_PROXY = "docker-socket-proxy"
@@ -131,6 +132,13 @@ def guard(  # noqa: PLR0917 (typer reads the options from the parameters)
     audit_log: Annotated[
         Path | None, typer.Option(help="append one JSON line per request here (default stderr)")
     ] = None,
+    tags_file: Annotated[
+        Path | None,
+        typer.Option(
+            help="keep here which image tags each owner made, so a restarted guard still "
+            "lets them move or delete their tags (default: in memory only)"
+        ),
+    ] = None,
     owner: Annotated[
         str | None,
         typer.Option(help="owner of clients of listeners without ?owner= (default: peer uid)"),
@@ -177,6 +185,7 @@ def guard(  # noqa: PLR0917 (typer reads the options from the parameters)
             listeners=tuple(found),
             mode=_mode(mode),
             audit=AuditLog(audit_log, metrics),
+            tags=TagBook(tags_file),
         )
     except DockyardError as exc:
         ui.fail(exc)

@@ -26,6 +26,7 @@ from urllib.parse import quote
 from dockyard import labels
 from dockyard.guard.escapes import HOST_PATH, Need, under_prefix
 from dockyard.guard.http import HTTPError
+from dockyard.guard.tagbook import TagBook
 from dockyard.guard.upstream import Lookups
 
 _FULL_ID = re.compile(r"[0-9a-f]{64}")
@@ -67,14 +68,6 @@ def identify(listener_owner: str | None, transport_ssl: ssl.SSLObject | None, so
     return peer_owner(sock) or "anonymous"
 
 
-def normalize_tag(ref: str) -> str:
-    """``name`` means ``name:latest``; a digest reference stays as it is."""
-    if "@" in ref:
-        return ref
-    last = ref.rsplit("/", 1)[-1]
-    return ref if ":" in last else f"{ref}:latest"
-
-
 class OwnershipLookupError(Exception):
     """An ownership question the upstream could not answer; the request is denied."""
 
@@ -113,15 +106,14 @@ def _ident(kind: str, body: Any) -> str:
 class Resolver:
     """Settles a verdict's needs for one owner, with immutable answers cached by full ID."""
 
-    def __init__(self, lookups: Lookups, allow_bind: Iterable[str] = ()) -> None:
+    def __init__(
+        self, lookups: Lookups, allow_bind: Iterable[str] = (), tags: TagBook | None = None
+    ) -> None:
         self.lookups = lookups
         self.allow_bind = tuple(allow_bind)
         self.cache: OrderedDict[tuple[str, str], tuple[str | None, str]] = OrderedDict()
-        self.tags: dict[str, set[str]] = {}
-
-    def record_tags(self, owner: str, tags: Iterable[str]) -> None:
-        """Tags this owner created through the guard; they may move or delete them later."""
-        self.tags.setdefault(owner, set()).update(normalize_tag(tag) for tag in tags if tag)
+        self.tags = tags or TagBook()
+        """Tags each owner created through the guard: theirs to move or delete later."""
 
     async def _inspect(self, kind: str, ref: str) -> tuple[str | None, str] | None:
         """(owner label, ID) of an object, ``None`` when it does not exist."""
@@ -188,10 +180,9 @@ class Resolver:
             mine = label == owner
             if need.kind == "image" and label is None:
                 # An unstamped image (pulled, or a base) moves by tag: whoever tagged it here.
-                tag = normalize_tag(need.ref)
-                mine = tag in self.tags.get(owner, ())
+                mine = self.tags.owns(owner, need.ref)
                 if need.unclaimed_ok and not mine:
-                    mine = not any(tag in tags for who, tags in self.tags.items() if who != owner)
+                    mine = not self.tags.claimed_by_another(owner, need.ref)
             if not mine:
                 return Settlement(False, f"{need.kind} {need.ref!r} belongs to another owner")
             ids[(need.kind, need.ref)] = ident

@@ -32,6 +32,7 @@ from dockyard.guard.gojson import GoJSONError, decode_object
 from dockyard.guard.link import Link
 from dockyard.guard.policy import CREATES, Profile, Verdict, confine, deny, evaluate
 from dockyard.guard.request import UNKNOWN, CanonicalRequest, RequestError, canonicalize
+from dockyard.guard.tagbook import TagBook
 from dockyard.guard.tlsstream import Writer
 from dockyard.guard.upstream import Lookups, Streams, Upstream
 
@@ -99,6 +100,8 @@ class Settings:
     listeners: tuple[Listener, ...]
     mode: Mode = "enforce"
     audit: AuditLog = field(default_factory=AuditLog)
+    tags: TagBook = field(default_factory=TagBook)
+    """The image tags each owner made here (kept in a file with ``--tags-file``)."""
     stamp: Mapping[str, str] = field(default_factory=lambda: labels.managed(ROLE_GUARDED))
     """Labels added to everything clients create besides their owner's, so dockyard's
     listings and clean-ups find it."""
@@ -155,7 +158,7 @@ class Guard:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         self.resolver = ownership.Resolver(
-            Lookups(settings.upstream), settings.profile.rules.allow_bind
+            Lookups(settings.upstream), settings.profile.rules.allow_bind, settings.tags
         )
         self.servers: list[asyncio.Server] = []
         self.connections: set[asyncio.Task[None]] = set()
@@ -435,7 +438,9 @@ class Connection:
         """Remember what a successful request made this client own."""
         request = exchange.request
         if request.endpoint in TAGGING:
-            self.guard.resolver.record_tags(self.owner, _created_tags(request))
+            self.settings.tags.record(self.owner, _created_tags(request))
+        elif request.endpoint == "image.delete" and request.ref:
+            self.settings.tags.forget(self.owner, request.ref)
         created = CREATES.get(request.endpoint)
         if created and exchange.record.verdict == "allow" and self.settings.profile.ownership:
             self.guard.resolver.created(created, exchange.answer, self.owner)

@@ -65,7 +65,7 @@ def argv(stack: str, socket_mode: str) -> list[str]:
     return [
         sys.executable, "-m", "dockyard", "guard", "--upstream", UPSTREAM,
         "--listen", listen, "--profile", "ci-build",
-        "--audit-log", str(audit_log(stack)),
+        "--audit-log", str(audit_log(stack)), "--tags-file", str(_folder(stack) / "tags.json"),
     ]  # fmt: skip
 
 

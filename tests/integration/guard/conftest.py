@@ -22,6 +22,7 @@ from dockyard.guard.escapes import Rules
 from dockyard.guard.policy import Profile
 from dockyard.guard.profiles import CI_BUILD
 from dockyard.guard.server import Guard, Listener, Settings, event_loop_policy
+from dockyard.guard.tagbook import TagBook
 from dockyard.guard.upstream import Upstream, parse_upstream
 
 CLIS = {"28": "/usr/local/bin/docker", "20.10": "/usr/bin/docker"}
@@ -37,6 +38,8 @@ class Running:
     server: Guard
 
     def stop(self) -> None:
+        if self.loop.is_closed():
+            return
         asyncio.run_coroutine_threadsafe(self.server.close(), self.loop).result(30)
         self.loop.call_soon_threadsafe(self.loop.stop)
         self.thread.join(30)
@@ -66,7 +69,10 @@ class Running:
 
 
 def start_guard(
-    owners: list[str], profile: Profile = CI_BUILD, upstream: Upstream | None = None
+    owners: list[str],
+    profile: Profile = CI_BUILD,
+    upstream: Upstream | None = None,
+    tags: TagBook | None = None,
 ) -> Running:
     root = Path(tempfile.mkdtemp(prefix="dg-", dir="/tmp"))
     (root / "config").mkdir()
@@ -76,6 +82,7 @@ def start_guard(
         profile=profile,
         listeners=tuple(Listener(f"unix://{path}", owner=o) for o, path in sockets.items()),
         audit=AuditLog(root / "audit.log"),
+        tags=tags or TagBook(),
     )
     loop = event_loop_policy().new_event_loop()  # uvloop, as the command runs it
     guard = Guard(settings)

@@ -90,10 +90,10 @@ def test_image_tags_belong_to_their_builder_or_tagger():
     assert not settle(answers, [Need("image", "app:1")], owner="bob")[0].ok
     _, _, resolver = settle(answers, [])
     assert not asyncio.run(resolver.settle([Need("image", "mine")], "alice")).ok
-    resolver.record_tags("alice", ["mine"])
+    resolver.tags.record("alice", ["mine"])
     assert asyncio.run(resolver.settle([Need("image", "mine")], "alice")).ok
     # a stamped image is its builder's, whatever anyone tagged
-    resolver.record_tags("bob", ["app:1"])
+    resolver.tags.record("bob", ["app:1"])
     assert not asyncio.run(resolver.settle([Need("image", "app:1")], "bob")).ok
 
 
@@ -109,7 +109,7 @@ def test_a_pulled_tag_is_absent_unclaimed_or_the_pullers():
         return Need("image", tag, missing_ok=True, unclaimed_ok=True)
 
     _, _, resolver = settle(answers, [])
-    resolver.record_tags("alice", ["tagged:1"])
+    resolver.tags.record("alice", ["tagged:1"])
 
     def ok(tag, owner):
         return asyncio.run(resolver.settle([pull(tag)], owner)).ok
@@ -152,15 +152,6 @@ def test_identity_prefers_listener_then_certificate_then_uid():
     left, right = socket.socketpair(socket.AF_UNIX)
     with left, right:
         assert ownership.identify(None, None, left).startswith("uid-")
-
-
-@pytest.mark.parametrize(
-    ("ref", "tag"),
-    [("app", "app:latest"), ("app:1", "app:1"), ("localhost:5000/app", "localhost:5000/app:latest"),
-     ("app@sha256:ab", "app@sha256:ab")],
-)  # fmt: skip
-def test_normalize_tag(ref, tag):
-    assert ownership.normalize_tag(ref) == tag
 
 
 @pytest.mark.parametrize(
