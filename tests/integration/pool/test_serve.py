@@ -5,6 +5,8 @@ from __future__ import annotations
 import os
 import secrets
 import signal
+import socket as socket_module
+import ssl
 import subprocess
 import sys
 import time
@@ -12,6 +14,7 @@ from types import SimpleNamespace
 
 import pytest
 
+from dockyard import pki
 from dockyard.errors import DockyardError
 from dockyard.pool import client, gc, inventory, service
 
@@ -47,7 +50,7 @@ def serve(tmp_path, engine_image, docker_client, tools):
     socket = f"unix://{tmp_path}/serve.sock"
     processes = []
 
-    def start(warm=1, max=2):
+    def start(warm=1, max=2, listen=socket, server=socket):
         config = tmp_path / "pools.yaml"
         config.write_text(
             f"pools:\n  - name: {pool}\n    image: {engine_image}\n"
@@ -55,12 +58,12 @@ def serve(tmp_path, engine_image, docker_client, tools):
         )
         log = (tmp_path / f"serve-{len(processes)}.log").open("w")
         process = subprocess.Popen(
-            [sys.executable, "-c", APP, "serve", "--listen", socket, "--config", str(config)],
+            [sys.executable, "-c", APP, "serve", "--listen", listen, "--config", str(config)],
             stdout=log,
             stderr=subprocess.STDOUT,
         )
         processes.append(process)
-        api = client.Client(socket, timeout=30)
+        api = client.Client(server, timeout=30)
         tools.wait_for(lambda: _answers(api), timeout=60, what="serve to answer")
         return api
 
@@ -162,3 +165,53 @@ class _Grant:
         self.lease = service.leases.Lease(
             document["id"], document["pool"], document["engine"], None, document["expires_at"]
         )
+
+
+def test_serve_over_tcp_knows_clients_by_certificate(serve, tools, monkeypatch):
+    """The TCP listener is mutual TLS: no certificate (or one for the guard) gets nothing, and
+    a lease is its certificate's: another client's cannot release it."""
+    with socket_module.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    store = pki.PkiStore()
+    issuer = pki.SERVICE_ISSUERS["serve"]
+    tag = secrets.token_hex(3)
+    names = {who: f"{who}-{tag}" for who in ("alice", "bob")}
+    bundles = {
+        who: store.client_dir(f"{issuer}.{name}", issuer, common_name=name)
+        for who, name in names.items()
+    }
+    foreign = store.client_dir(f"service.guard.{tag}", pki.SERVICE_ISSUERS["guard"], tag)
+    try:
+        monkeypatch.setenv(client.CERT_ENV, str(bundles["alice"]))
+        api = serve.start(listen=f"tcp://127.0.0.1:{port}", server=f"https://127.0.0.1:{port}")
+        tools.wait_for(lambda: idle(api, serve.pool) == 1, what="a warm engine")
+        granted = api.call("POST", "/leases", {"pool": serve.pool, "ttl_seconds": 600})
+        assert granted["owner"] == f"cn:{names['alice']}"
+
+        monkeypatch.setenv(client.CERT_ENV, str(bundles["bob"]))
+        with pytest.raises(DockyardError, match=r"belongs to cn:alice.*HTTP 403"):
+            api.call("DELETE", f"/leases/{granted['id']}")
+        monkeypatch.setenv(client.CERT_ENV, str(foreign))
+        with pytest.raises(DockyardError, match="does not answer"):
+            api.call("GET", "/leases")
+        with pytest.raises((ssl.SSLError, ConnectionError)):
+            _ask_without_certificate(port, bundles["alice"] / "ca.pem")
+
+        monkeypatch.setenv(client.CERT_ENV, str(bundles["alice"]))
+        api.call("DELETE", f"/leases/{granted['id']}")
+        assert api.call("GET", "/leases") == []
+    finally:
+        for name in [*(f"{issuer}.{name}" for name in names.values()), f"service.guard.{tag}"]:
+            store.remove_client(name)
+
+
+def _ask_without_certificate(port, cafile):
+    """(TLS 1.3 reports a refused handshake at the first read.)"""
+    context = ssl.create_default_context(cafile=str(cafile))
+    with (
+        socket_module.create_connection(("127.0.0.1", port), timeout=10) as raw,
+        context.wrap_socket(raw, server_hostname="127.0.0.1") as tls,
+    ):
+        tls.sendall(b"GET /leases HTTP/1.1\r\nHost: x\r\n\r\n")
+        return tls.recv(100)
