@@ -9,16 +9,19 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from functools import partial
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.table import Table
 
-from dockyard import config, ui
+from dockyard import ui
 from dockyard.doctor import command as doctor_command
 from dockyard.errors import DockyardError
 from dockyard.guard import command as guard_command
 from dockyard.pool import command as pool_command
+
+if TYPE_CHECKING:  # (pydantic and YAML load when a command needs a config: --help is fast)
+    from dockyard import config
 
 app = typer.Typer(
     help="Docker for containerized CI, done safely: TLS Docker-in-Docker engines that are "
@@ -162,6 +165,8 @@ def engine_create(
         "ready_timeout": ready_timeout,
     }
     given = {key: value for key, value in flags.items() if value is not None}
+    from dockyard import config
+
     options = _run(lambda: config.engine_options(given, file))
     with _status(as_json) as step:
         created = _run(lambda: service.create(options, progress=step))
@@ -259,6 +264,8 @@ StackOption = Annotated[str, typer.Option("--stack", "-s", help="stack name")]
 
 
 def _stack_config(file: Path | None, docker: str | None, ci: str | None) -> config.StackConfig:
+    from dockyard import config
+
     overrides: dict[str, Any] = {}
     if docker:
         overrides["docker"] = docker

@@ -1,5 +1,7 @@
 """The CLI's own behaviour: help that teaches, and bad input refused before any engine call."""
 
+import subprocess
+import sys
 from datetime import UTC, datetime
 
 from cryptography.hazmat.primitives import serialization
@@ -60,3 +62,14 @@ def test_client_cert_for_a_service_names_its_owner(tmp_path, monkeypatch):
     )  # fmt: skip
     refused = runner.invoke(app, ["client-cert", "alice", "--for", "nope"])
     assert refused.exit_code == 1
+
+
+def test_the_cli_starts_without_its_heavy_modules():
+    """``dockyard --help`` and every command's parsing load only typer and rich: the guard's
+    data path, pydantic, YAML, the Docker SDK and cryptography load when a command runs."""
+    heavy = ("asyncio", "pydantic", "ruamel", "docker", "cryptography", "httptools", "uvloop")
+    probe = f"import sys, dockyard.cli; print([m for m in {heavy!r} if m in sys.modules])"
+    loaded = subprocess.run(
+        [sys.executable, "-c", probe], capture_output=True, text=True, check=True
+    ).stdout
+    assert loaded.strip() == "[]"

@@ -3,29 +3,23 @@ say loudly what is not enforced, and serve until interrupted."""
 
 from __future__ import annotations
 
-import asyncio
 import dataclasses
 import os
-import signal
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 from urllib.parse import urlsplit
 
 import typer
 from rich.markup import escape
 
-from dockyard import pki, ui
+from dockyard import ui
 from dockyard.errors import DockyardError
-from dockyard.guard import profiles
-from dockyard.guard.audit import AuditLog, Metrics
-from dockyard.guard.policy import Profile
-from dockyard.guard.server import Listener, Mode, Settings, parse_listen
-from dockyard.guard.tagbook import TagBook
-from dockyard.guard.upstream import parse_upstream
+
+if TYPE_CHECKING:  # (imported when the command runs: the CLI starts without them)
+    from dockyard.guard.policy import Profile
+    from dockyard.guard.server import Listener, Mode, Settings
 
 SOCKET_PROXY = "docker-socket-proxy"
-TLS_ISSUER = pki.SERVICE_ISSUERS["guard"]
-"""The dockyard PKI issuer whose client certificates the TCP listener accepts."""
 
 _err = ui.err
 
@@ -35,6 +29,8 @@ def choose_profile(
 ) -> Profile:
     """The named profile (built-in, from ``policy``, or docker-socket-proxy's environment),
     with ``allow_bind`` prefixes added."""
+    from dockyard.guard import profiles
+
     if name == SOCKET_PROXY:
         chosen = profiles.from_socket_proxy_env(env)
     else:
@@ -61,6 +57,9 @@ def choose_profile(
 
 def listeners(urls: list[str], owner: str | None, tls: bool, insecure: bool) -> list[Listener]:
     """The listeners to open; TCP needs ``tls`` (or an explicit ``insecure``)."""
+    from dockyard import pki
+    from dockyard.guard.server import parse_listen
+
     found = []
     for url in urls:
         listener = parse_listen(url, owner)
@@ -170,6 +169,13 @@ def guard(  # noqa: PLR0917 (typer reads the options from the parameters)
     """
     if mode not in ("enforce", "warn", "audit"):
         raise typer.BadParameter("use enforce, warn or audit", param_hint="--mode")
+    import asyncio
+
+    from dockyard.guard import server
+    from dockyard.guard.audit import AuditLog, Metrics
+    from dockyard.guard.tagbook import TagBook
+    from dockyard.guard.upstream import parse_upstream
+
     try:
         if engine:
             from dockyard.engine import service
@@ -179,7 +185,7 @@ def guard(  # noqa: PLR0917 (typer reads the options from the parameters)
         chosen = choose_profile(profile, policy, allow_bind or [], dict(os.environ))
         found = listeners(listen or ["unix:///run/dockyard/guard.sock"], owner, tls, insecure)
         metrics = Metrics()
-        settings = Settings(
+        settings = server.Settings(
             upstream=parse_upstream(upstream, upstream_cert_path),
             profile=chosen,
             listeners=tuple(found),
@@ -196,8 +202,6 @@ def guard(  # noqa: PLR0917 (typer reads the options from the parameters)
             f"[green]guarding[/] {escape(upstream)} on {escape(listener.url)} "
             f"(profile {chosen.name}, owner: {escape(who)})"
         )
-    from dockyard.guard import server
-
     asyncio.set_event_loop_policy(server.event_loop_policy())
     try:
         asyncio.run(_serve(settings, metrics_port))
@@ -212,6 +216,9 @@ def _mode(text: str) -> Mode:
 
 
 async def _serve(settings: Settings, metrics_port: int | None) -> None:
+    import asyncio
+    import signal
+
     from dockyard.guard import server
 
     serving = asyncio.current_task()

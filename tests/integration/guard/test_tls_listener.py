@@ -11,7 +11,6 @@ import time
 import pytest
 
 from dockyard import pki
-from dockyard.guard.command import TLS_ISSUER
 
 pytestmark = pytest.mark.docker
 
@@ -32,7 +31,7 @@ def tls_guard(tmp_path):
     )  # fmt: skip
     owner = f"tls-{os.getpid()}"
     try:
-        good = pki.PkiStore().client_dir(owner, engine=TLS_ISSUER)
+        good = pki.PkiStore().client_dir(owner, engine=pki.SERVICE_ISSUERS["guard"])
         env = {k: v for k, v in os.environ.items() if not k.startswith("DOCKER_")}
         env |= {"DOCKER_HOST": f"tcp://127.0.0.1:{port}", "DOCKER_TLS_VERIFY": "1"}
 
