@@ -114,20 +114,21 @@ describe, not between an answer and the client's next request."""
 class AuditLog:
     """Writes records as JSON lines (to a file, appended, or stderr) and counts them.
 
-    Records are counted at once and written within :data:`FLUSH_AFTER`, or at once outside
-    an event loop; :meth:`close` writes what is pending.
+    Each record is counted and formatted at once (a batch formatted at flush time would stall
+    one request by all its lines) and written within :data:`FLUSH_AFTER`, in one write, or
+    at once outside an event loop; :meth:`close` writes what is pending.
     """
 
     def __init__(self, path: Path | None = None, metrics: Metrics | None = None) -> None:
         self.stream: TextIO = path.open("a") if path else sys.stderr
         self.metrics = metrics or Metrics()
-        self.pending: list[Record] = []
+        self.pending: list[str] = []
         self.flushing: asyncio.TimerHandle | None = None
 
     def write(self, record: Record) -> None:
         record.latency_ms = round((time.time() - record.started) * 1000, 3)
         self.metrics.observe(record)
-        self.pending.append(record)
+        self.pending.append(record.line() + "\n")
         if self.flushing is not None:
             return
         try:
@@ -143,7 +144,7 @@ class AuditLog:
             self.flushing = None
         pending, self.pending = self.pending, []
         if pending:
-            self.stream.write("".join(record.line() + "\n" for record in pending))
+            self.stream.write("".join(pending))
             self.stream.flush()
 
     def close(self) -> None:
