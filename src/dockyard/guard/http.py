@@ -227,13 +227,15 @@ class ChunkDecoder:
         framing line (read up to its line feed)."""
         return self.left if self.state == self._DATA else 0
 
-    def feed(self, data: Data) -> tuple[list[memoryview], int]:
-        """The data pieces in ``data`` and the number of its bytes that belong to the body."""
+    def feed(self, data: Data, *, keep: bool = True) -> tuple[list[memoryview], int]:
+        """The data pieces in ``data`` (none unless ``keep``) and the number of its bytes
+        that belong to the body."""
         view, pos, size, pieces = memoryview(data), 0, len(data), []
         while pos < size and self.state != self._DONE:
             if self.state == self._DATA:
                 take = min(self.left, size - pos)
-                pieces.append(view[pos : pos + take])
+                if keep:
+                    pieces.append(view[pos : pos + take])
                 pos += take
                 self.left -= take
                 if not self.left:
@@ -300,7 +302,7 @@ async def chunked(
                 raise HTTPError("truncated or oversize chunk framing") from None
         if not data:
             raise HTTPError("connection closed inside a body")
-        pieces, used = decoder.feed(data)
+        pieces, used = decoder.feed(data, keep=not framed)
         if used < len(data):
             raise HTTPError("bytes after the end of a chunked body", 502)
         if framed:
