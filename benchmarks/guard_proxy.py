@@ -6,6 +6,9 @@ docker-socket-proxy, measured side by side in one run.
 - a large streamed request body (``POST /images/load`` of a ~500 MB image of random data)
   and a large streamed response (``GET /images/NAME/get``): throughput.
 
+Besides the direct socket, the guard and HAProxy, a bare relay (``benchmarks.bare_relay``:
+Python on the guard's event loop, judging nothing) shows what the extra hop alone costs.
+
 The variants take turns call by call, and load by load with each run starting at the next
 variant (a load leaves dockerd writing to disk for a while), so that a slow moment of this
 shared host falls on all of them alike.
@@ -32,6 +35,7 @@ import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
+from urllib.parse import urlencode
 
 from dockyard import labels
 
@@ -39,7 +43,7 @@ DIRECT = "/var/run/docker.sock"
 IMAGE = "dockyard/base:0.1"
 LOADED = "dockyard-bench/random:guard"
 CALLS = 1000
-CREATES = 100
+CREATES = 300
 LOAD_MB = 512
 
 HAPROXY_CONFIG = """
@@ -221,6 +225,13 @@ def start_guard(root: Path) -> subprocess.Popen[bytes]:
     return process
 
 
+def start_relay(root: Path) -> subprocess.Popen[bytes]:
+    sock = root / "relay.sock"
+    process = subprocess.Popen([sys.executable, "-m", "benchmarks.bare_relay", str(sock), DIRECT])
+    _wait_for(sock)
+    return process
+
+
 def start_haproxy(root: Path) -> subprocess.Popen[bytes] | None:
     binary = shutil.which("haproxy")
     if binary is None:
@@ -246,7 +257,12 @@ def main(runs: int = 3) -> None:
     try:
         guard = start_guard(root)
         processes.append(guard)
-        variants = {"direct": DIRECT, "guard": str(root / "guard.sock")}
+        processes.append(start_relay(root))
+        variants = {
+            "direct": DIRECT,
+            "relay": str(root / "relay.sock"),
+            "guard": str(root / "guard.sock"),
+        }
         haproxy = start_haproxy(root)
         if haproxy is not None:
             processes.append(haproxy)
@@ -257,6 +273,7 @@ def main(runs: int = 3) -> None:
         )
         assert status == 201, answer
         container = json.loads(answer)["Id"]
+        conn.close()
         archive = root / "image.tar"
         make_image_tar(archive, LOAD_MB)
         print(
@@ -271,14 +288,25 @@ def main(runs: int = 3) -> None:
             for name in order[run % len(order) :] + order[: run % len(order)]:
                 streams[name].append(load_and_save(variants[name], archive))
         _report(small, streams)
-        call(conn, "DELETE", f"/v1.41/containers/{container}?force=1")
-        conn.close()
-        call(UnixHTTP(DIRECT), "DELETE", f"/v1.41/images/{LOADED}?force=1")
     finally:
         for process in processes:
             process.terminate()
             process.wait(10)
         shutil.rmtree(root, ignore_errors=True)
+        _clean_up()
+
+
+def _clean_up() -> None:
+    """What the benchmark made, whether it finished or not: the containers made through the
+    guard (owner bench) or directly (role bench), and the loaded image."""
+    conn = UnixHTTP(DIRECT)
+    for label in (f"{labels.OWNER}=bench", f"{labels.ROLE}=bench"):
+        query = urlencode({"all": 1, "filters": json.dumps({"label": [label]})})
+        found = json.loads(_expect(call(conn, "GET", f"/v1.41/containers/json?{query}"), 200))
+        for container in found:
+            call(conn, "DELETE", f"/v1.41/containers/{container['Id']}?force=1")
+    call(conn, "DELETE", f"/v1.41/images/{LOADED}?force=1")
+    conn.close()
 
 
 def _report(
