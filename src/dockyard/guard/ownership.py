@@ -173,6 +173,8 @@ class Resolver:
             except OwnershipLookupError as exc:
                 return Settlement(False, str(exc))
             if found is None:
+                if need.kind == "image":
+                    self.tags.gone(need.ref)
                 if need.missing_ok:
                     continue
                 return Settlement(False, f"no such {need.kind}: {need.ref}", status=404)

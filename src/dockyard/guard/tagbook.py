@@ -75,6 +75,15 @@ class TagBook:
             del tags[tag]
             self._save()
 
+    def gone(self, ref: str) -> None:
+        """The tag no longer exists (removed by ID, or outside the guard): nobody's now."""
+        tag = normalize_tag(ref)
+        holders = [tags for tags in self.owners.values() if tag in tags]
+        for tags in holders:
+            del tags[tag]
+        if holders:
+            self._save()
+
     def _save(self) -> None:
         if self.path is None:
             return

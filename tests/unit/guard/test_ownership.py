@@ -126,6 +126,10 @@ def test_a_pulled_tag_is_absent_unclaimed_or_the_pullers():
     assert "belongs to another owner" in refusal.reason
     # without unclaimed_ok (image.tag, image.delete) an unclaimed image is nobody's
     assert not asyncio.run(resolver.settle([Need("image", "base:1", True)], "bob")).ok
+    # a recorded tag found gone (removed by ID, or outside the guard) is nobody's any more
+    resolver.tags.record("alice", ["gone:1"])
+    assert ok("gone:1", "bob")
+    assert not resolver.tags.owns("alice", "gone:1")
 
 
 def test_host_paths_are_resolved_through_symlinks(tmp_path):

@@ -42,6 +42,16 @@ def test_tags_are_their_makers_until_removed():
     assert book.owns("alice", "tools:1")
 
 
+def test_a_tag_found_gone_is_nobodys(tmp_path):
+    book = TagBook(tmp_path / "tags.json")
+    book.record("alice", ["app:1", "app:2"])
+    book.record("bob", ["app:1"])
+    book.gone("docker.io/library/app:1")
+    assert not book.claimed_by_another("carol", "app:1")
+    assert book.owns("alice", "app:2")
+    assert not TagBook(tmp_path / "tags.json").owns("alice", "app:1")
+
+
 def test_a_restarted_guard_reads_the_tags_back(tmp_path):
     path = tmp_path / "guard" / "tags.json"
     TagBook(path).record("alice", ["app:1", "app:2"])
