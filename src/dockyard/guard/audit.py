@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import bisect
 import json
+import os
 import sys
 import time
 from collections import Counter
@@ -120,7 +121,10 @@ class AuditLog:
     """
 
     def __init__(self, path: Path | None = None, metrics: Metrics | None = None) -> None:
-        self.stream: TextIO = path.open("a") if path else sys.stderr
+        self.stream: TextIO = sys.stderr
+        if path is not None:  # (a new log is the owner's alone: it names clients and objects)
+            fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+            self.stream = os.fdopen(fd, "a")  # (closed by close(): it lives as long as the log)
         self.metrics = metrics or Metrics()
         self.pending: list[str] = []
         self.flushing: asyncio.TimerHandle | None = None

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import stat
 
 from dockyard.guard import audit
 from dockyard.guard.audit import AuditLog, Metrics, Record
@@ -22,6 +23,7 @@ def test_outside_an_event_loop_a_record_is_written_at_once(tmp_path):
     line = json.loads((tmp_path / "audit.log").read_text())
     assert (line["owner"], line["path"], line["status"]) == ("alice", "/_ping", 200)
     log.close()
+    assert stat.S_IMODE((tmp_path / "audit.log").stat().st_mode) == 0o600
 
 
 def test_in_an_event_loop_records_are_batched_and_written_soon(tmp_path):
