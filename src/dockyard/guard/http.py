@@ -80,7 +80,7 @@ class Head:
     first: Mapping[str, str] = field(compare=False, repr=False)
     """Each header's first value, by lower-case name."""
     end_to_end: tuple[tuple[str, str], ...] = field(compare=False, repr=False)
-    """The headers without the :data:`HOP_BY_HOP` ones, in order."""
+    """The headers without the :data:`HOP_BY_HOP` ones and those ``Connection`` names."""
 
     def header(self, name: str) -> str | None:
         return self.first.get(name.lower())
@@ -134,7 +134,7 @@ def parse_head(data: bytes, *, response: bool = False) -> Head:
     for name, value in collector.headers:
         lowered = name.lower()
         first.setdefault(lowered, value)
-        if lowered not in HOP_BY_HOP:
+        if lowered not in HOP_BY_HOP and lowered not in tokens:  # (Connection names its own)
             end_to_end.append((name, value))
     method, status = "", 0
     if isinstance(parser, httptools.HttpRequestParser):

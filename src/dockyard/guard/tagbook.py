@@ -57,15 +57,14 @@ class TagBook:
 
     def record(self, owner: str, refs: Iterable[str]) -> None:
         tags = self.owners.setdefault(owner, {})
-        before = list(tags)
-        for ref in refs:
-            if ref:
-                tag = normalize_tag(ref)
-                tags.pop(tag, None)  # (made again: now the newest)
-                tags[tag] = None
+        new = False
+        for tag in map(normalize_tag, filter(None, refs)):
+            new |= tag not in tags
+            tags.pop(tag, None)  # (made again: now the newest)
+            tags[tag] = None
         while len(tags) > LIMIT:
             del tags[next(iter(tags))]
-        if list(tags) != before:
+        if new:  # (a tag made again is saved as the newest with the next new one)
             self._save()
 
     def forget(self, owner: str, ref: str) -> None:

@@ -32,9 +32,9 @@ def test_request_head_keeps_headers_in_order():
 
 def test_end_to_end_headers_leave_out_the_connections_own():
     head = http.parse_head(
-        b"POST /build HTTP/1.1\r\nHost: d\r\nConnection: keep-alive, Upgrade\r\n"
+        b"POST /build HTTP/1.1\r\nHost: d\r\nConnection: keep-alive, Upgrade, X-Hop\r\n"
         b"Upgrade: tcp\r\nTransfer-Encoding: chunked\r\nX-Registry-Auth: e30=\r\n"
-        b"Expect: 100-continue\r\nTE: trailers\r\n\r\n"
+        b"Expect: 100-continue\r\nTE: trailers\r\nx-hop: 1\r\n\r\n"
     )
     assert head.end_to_end == (("Host", "d"), ("X-Registry-Auth", "e30="))
     assert head.header("transfer-encoding") == "chunked"
