@@ -121,10 +121,8 @@ class AuditLog:
     """
 
     def __init__(self, path: Path | None = None, metrics: Metrics | None = None) -> None:
-        self.stream: TextIO = sys.stderr
-        if path is not None:  # (a new log is the owner's alone: it names clients and objects)
-            fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
-            self.stream = os.fdopen(fd, "a")  # (closed by close(): it lives as long as the log)
+        self.path = path
+        self.stream: TextIO = sys.stderr if path is None else _append(path)
         self.metrics = metrics or Metrics()
         self.pending: list[str] = []
         self.flushing: asyncio.TimerHandle | None = None
@@ -151,7 +149,21 @@ class AuditLog:
             self.stream.write("".join(pending))
             self.stream.flush()
 
+    def reopen(self) -> None:
+        """Write what is pending, then go on in a file at the log's path again (after
+        logrotate moved it away: the guard reopens it on SIGHUP)."""
+        self.flush()
+        if self.path is not None:
+            self.stream.close()
+            self.stream = _append(self.path)
+
     def close(self) -> None:
         self.flush()
         if self.stream is not sys.stderr:
             self.stream.close()
+
+
+def _append(path: Path) -> TextIO:
+    """The log opened for appending; a new one is the owner's alone (it names clients and
+    objects). It lives as long as the log: :meth:`AuditLog.close` closes it."""
+    return os.fdopen(os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600), "a")

@@ -129,7 +129,10 @@ def guard(  # noqa: PLR0917 (typer reads the options from the parameters)
         typer.Option(help="enforce (deny with 403), warn (forward, log, print), audit (log)"),
     ] = "enforce",
     audit_log: Annotated[
-        Path | None, typer.Option(help="append one JSON line per request here (default stderr)")
+        Path | None,
+        typer.Option(
+            help="append one JSON line per request here (default stderr); SIGHUP reopens it"
+        ),
     ] = None,
     tags_file: Annotated[
         Path | None,
@@ -221,9 +224,11 @@ async def _serve(settings: Settings, metrics_port: int | None) -> None:
 
     from dockyard.guard import server
 
+    loop = asyncio.get_running_loop()
     serving = asyncio.current_task()
     if serving is not None:  # SIGTERM (how stacks stop it) closes down as Ctrl-C does
-        asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, serving.cancel)
+        loop.add_signal_handler(signal.SIGTERM, serving.cancel)
+    loop.add_signal_handler(signal.SIGHUP, settings.audit.reopen)  # (logrotate's convention)
     if metrics_port is not None:
         await settings.audit.metrics.serve(metrics_port)
     await server.run(settings)

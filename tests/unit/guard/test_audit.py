@@ -73,3 +73,20 @@ def test_metrics_count_by_verdict_and_rule_with_a_cumulative_histogram():
     assert 'dockyard_guard_latency_ms_bucket{le="10000"} 4' in text
     assert 'dockyard_guard_latency_ms_bucket{le="+Inf"} 5' in text
     assert "dockyard_guard_latency_ms_count 5" in text
+
+
+def test_reopen_goes_on_in_a_new_file_at_the_same_path(tmp_path):
+    path = tmp_path / "audit.log"
+    log = AuditLog(path)
+    log.write(record())
+    path.rename(tmp_path / "audit.log.1")  # (what logrotate does before it signals)
+    log.write(record(verdict="deny", rule="privileged"))
+    log.reopen()
+    log.write(record(verdict="warn", rule="privileged"))
+    log.close()
+    rotated = [
+        json.loads(line)["verdict"] for line in (tmp_path / "audit.log.1").read_text().splitlines()
+    ]
+    assert rotated == ["allow", "deny"]
+    assert [json.loads(line)["verdict"] for line in path.read_text().splitlines()] == ["warn"]
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
