@@ -45,6 +45,8 @@ LOADED = "dockyard-bench/random:guard"
 CALLS = 1000
 CREATES = 300
 LOAD_MB = 512
+SMALL_TARGET_MS = 0.3
+STREAM_TARGET = 0.9
 
 HAPROXY_CONFIG = """
 global
@@ -322,10 +324,23 @@ def _report(
             print(f"{call_name:<11}{variant:<9}{p50:>9.3f}{p99:>9.3f}{extra:>+13.3f} ms")
     print(f"{'stream':<11}{'variant':<9}{'MB/s':>9}{'vs direct':>12}")
     base = [statistics.median(values) for values in zip(*streams["direct"], strict=True)]
+    shares = {}
     for index, name in enumerate(("image load", "image save")):
         for variant, samples in streams.items():
             rate = statistics.median(sample[index] for sample in samples)
             print(f"{name:<11}{variant:<9}{rate:>9.0f}{rate / base[index]:>11.0%}")
+        shares[name] = statistics.median(s[index] for s in streams["guard"]) / base[index]
+    for call_name in direct:
+        extra = small["guard"][call_name][0] - direct[call_name][0]
+        print(f"target: guard {call_name} p50 within {SMALL_TARGET_MS} ms of direct: "
+              f"{_verdict(extra <= SMALL_TARGET_MS)} ({extra:+.3f} ms)")  # fmt: skip
+    for name, share in shares.items():
+        print(f"target: guard {name} >= {STREAM_TARGET:.0%} of direct: "
+              f"{_verdict(share >= STREAM_TARGET)} ({share:.0%})")  # fmt: skip
+
+
+def _verdict(met: bool) -> str:
+    return "met" if met else "NOT met"
 
 
 if __name__ == "__main__":
