@@ -300,17 +300,19 @@ def main(runs: int = 3) -> None:
 
 def _clean_up() -> None:
     """What the benchmark made, whether it finished or not: the containers made through the
-    guard (owner bench) or directly (role bench), and the loaded images (role bench)."""
+    guard (owner bench) or directly (role bench), and the loaded images (role bench, untagged
+    ones too)."""
     conn = UnixHTTP(DIRECT)
-    for label in (f"{labels.OWNER}=bench", f"{labels.ROLE}=bench"):
-        query = urlencode({"all": 1, "filters": json.dumps({"label": [label]})})
-        found = json.loads(_expect(call(conn, "GET", f"/v1.41/containers/json?{query}"), 200))
-        for container in found:
-            call(conn, "DELETE", f"/v1.41/containers/{container['Id']}?force=1")
-    query = urlencode({"filters": json.dumps({"label": [f"{labels.ROLE}=bench"]})})
-    for image in json.loads(_expect(call(conn, "GET", f"/v1.41/images/json?{query}"), 200)):
-        call(conn, "DELETE", f"/v1.41/images/{image['Id']}?force=1")  # (untagged ones too)
+    _remove_labelled(conn, "containers", f"{labels.OWNER}=bench")
+    _remove_labelled(conn, "containers", f"{labels.ROLE}=bench")
+    _remove_labelled(conn, "images", f"{labels.ROLE}=bench")
     conn.close()
+
+
+def _remove_labelled(conn: UnixHTTP, kind: str, label: str) -> None:
+    query = urlencode({"all": 1, "filters": json.dumps({"label": [label]})})
+    for found in json.loads(_expect(call(conn, "GET", f"/v1.41/{kind}/json?{query}"), 200)):
+        call(conn, "DELETE", f"/v1.41/{kind}/{found['Id']}?force=1")
 
 
 def _report(
