@@ -87,24 +87,63 @@ def decide(probe: Probe) -> Decision:
     )
 
 
-def host_config(mode: Mode, cap_drop: tuple[str, ...] = ()) -> dict[str, Any]:
-    """Engine API ``HostConfig`` fields that grant ``mode`` to an inner dockerd."""
+class CgroupBinding(enum.StrEnum):
+    """How whatever runs inside an engine ends up accounted under the engine's own cgroup."""
+
+    NAMESPACE = "namespace"  # private cgroup namespace: the engine's cgroup is its root
+    PARENT = "parent"  # host namespace: inner dockerd gets --cgroup-parent=<engine's cgroup>
+    RUNTIME = "runtime"  # sysbox virtualises the cgroup tree itself
+
+
+@dataclass(frozen=True)
+class CgroupPlan:
+    """The cgroup namespace an engine container gets (``None``: the runtime's) and why."""
+
+    namespace: str | None
+    binding: CgroupBinding
+
+
+def cgroup_plan(mode: Mode, cgroup_version: int) -> CgroupPlan:
+    """Private cgroup namespace where it works, the host's (plus a cgroup parent) elsewhere.
+
+    A privileged container gets a writable cgroup mount rooted at its own cgroup on v1 and v2.
+    The explicit capability set gets a read-only one: on v2 the start prologue remounts it
+    (it holds CAP_SYS_ADMIN); on v1, with its several controller mounts, it keeps the
+    measured host namespace and the host's tree mounted read-write, and the prologue passes
+    the engine's own cgroup to dockerd as ``--cgroup-parent``.
+    """
+    if mode is Mode.SYSBOX:
+        return CgroupPlan(None, CgroupBinding.RUNTIME)
+    if mode is Mode.PRIVILEGED or cgroup_version >= 2:
+        return CgroupPlan("private", CgroupBinding.NAMESPACE)
+    return CgroupPlan("host", CgroupBinding.PARENT)
+
+
+def host_config(
+    mode: Mode, cap_drop: tuple[str, ...] = (), cgroupns: str | None = None
+) -> dict[str, Any]:
+    """Engine API ``HostConfig`` fields that grant ``mode`` to an inner dockerd.
+
+    ``cgroupns`` is :attr:`CgroupPlan.namespace`; ``None`` keeps each mode's former default.
+    """
     if mode is Mode.SYSBOX:
         return {"Runtime": SYSBOX_RUNTIME}
     if mode is Mode.PRIVILEGED:
-        return {"Privileged": True}
+        return {"Privileged": True} | ({"CgroupnsMode": cgroupns} if cgroupns else {})
     # What --privileged would have given, spelled out: every grantable capability, no seccomp,
     # AppArmor or SELinux confinement, unmasked /proc and /sys, and a writable cgroup tree
     # (without it inner containers fail: "mkdir /sys/fs/cgroup/cpuset/docker: read-only").
-    return {
+    found: dict[str, Any] = {
         "CapAdd": ["ALL"],
         "CapDrop": list(cap_drop),
         "SecurityOpt": ["seccomp=unconfined", "apparmor=unconfined", "label=disable"],
         "MaskedPaths": [],
         "ReadonlyPaths": [],
-        "CgroupnsMode": "host",
-        "Binds": ["/sys/fs/cgroup:/sys/fs/cgroup:rw"],
+        "CgroupnsMode": cgroupns or "host",
     }
+    if found["CgroupnsMode"] == "host":
+        found["Binds"] = ["/sys/fs/cgroup:/sys/fs/cgroup:rw"]
+    return found
 
 
 def _first_line(text: str | None) -> str:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import time
 
 from dockyard import docker_api
+from dockyard.engine import startup
 from dockyard.engine.spec import EngineSpec, probe_command, probe_environment
 from dockyard.errors import DockyardError
 
@@ -26,6 +27,7 @@ def wait(client: docker_api.DockerClient, container: str, spec: EngineSpec, time
     while True:
         inspected = client.api.inspect_container(container)["State"]
         if not inspected.get("Running"):
+            _raise_refusal(client, container, spec, inspected.get("ExitCode"))
             raise DockyardError(
                 f"engine {spec.name} stopped before it was ready "
                 f"(exit code {inspected.get('ExitCode')}): {log_tail(client, container)}",
@@ -57,3 +59,20 @@ def log_tail(client: docker_api.DockerClient, container: str, lines: int = LOG_L
         return "(no log)"
     text = " | ".join(line.strip() for line in raw.decode(errors="replace").splitlines() if line)
     return text or "(empty log)"
+
+
+def _raise_refusal(
+    client: docker_api.DockerClient, container: str, spec: EngineSpec, code: object
+) -> None:
+    """The start prologue's own one-line reason, where it refused to start dockerd."""
+    if code != startup.REFUSED:
+        return
+    try:
+        reason = startup.refusal(
+            client.api.logs(container, tail=LOG_LINES).decode(errors="replace")
+        )
+    except docker_api.APIError:
+        return
+    if reason:
+        cause, _, fix = reason.partition("; fix: ")
+        raise DockyardError(f"engine {spec.name} cannot start: {cause}", fix=fix or None)

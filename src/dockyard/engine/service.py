@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from dockyard import archive, config, docker_api, labels, pki, state
-from dockyard.engine import host, readiness
+from dockyard.engine import host, readiness, startup
 from dockyard.engine.spec import (
     PROBE_TLS_DIR,
     SERVER_TLS_DIR,
@@ -46,6 +46,9 @@ class EngineInfo:
     image: str
     cache_volume: str
     mtu: int
+    cgroup_version: int  # of the host; 0 when the engine predates the label
+    cgroup_binding: str  # how inner containers are nested under the engine: see privilege.py
+    limits_bind: bool  # the engine's --memory/--cpus/--pids bind what runs inside it
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -135,6 +138,7 @@ def _decide(
         mtu=mtu,
         privilege=decision.mode,
         cap_drop=decision.cap_drop,
+        cgroup_version=_cgroup_version(client),
         insecure=options.insecure,
         nano_cpus=int(options.cpus * 1e9) if options.cpus else None,
         memory=options.memory,
@@ -172,8 +176,10 @@ def _make_objects(
     undo.callback(_quietly, client.api.remove_container, cid, force=True, v=True)
     # A failed engine leaves no issuer behind for the next one of that name to inherit.
     undo.callback(pki.PkiStore().remove_issuer, spec.name)
+    files = {startup.PATH: startup.script()}
     if not spec.insecure:
-        client.api.put_archive(cid, "/", _certificate_tar(spec))
+        files |= _certificate_files(spec)
+    client.api.put_archive(cid, "/", archive.tar(files))
     client.api.start(cid)
     return cid
 
@@ -344,6 +350,12 @@ def _network_for(
     return wanted, True
 
 
+def _cgroup_version(client: docker_api.DockerClient) -> int:
+    """The host's cgroup version (``docker info`` says since API 1.40; older hosts are v1)."""
+    version = str(client.info().get("CgroupVersion") or "1")
+    return int(version) if version.isdigit() else 1
+
+
 def _network_mtu(client: docker_api.DockerClient, network: str) -> int:
     options = client.api.inspect_network(network).get("Options") or {}
     value = options.get("com.docker.network.driver.mtu")
@@ -374,17 +386,16 @@ def _ensure_volume(client: docker_api.DockerClient, volume: str, engine: str) ->
         return True
 
 
-def _certificate_tar(spec: EngineSpec) -> bytes:
-    """The engine's server certificate and its own probe client, as a tar to copy in."""
+def _certificate_files(spec: EngineSpec) -> dict[str, bytes]:
+    """The engine's server certificate and its own probe client, to copy in."""
     store = pki.PkiStore()
     server = store.server_bundle(spec.name, spec.dns_names, ())
     probe = pki.issue_client(store.issuer(spec.name), f"probe@{spec.name}", now=datetime.now(UTC))
-    files = {f"{SERVER_TLS_DIR}/{name}": data for name, data in server.items()} | {
+    return {f"{SERVER_TLS_DIR}/{name}": data for name, data in server.items()} | {
         f"{PROBE_TLS_DIR}/ca.pem": store.ca().cert_pem,
         f"{PROBE_TLS_DIR}/cert.pem": probe.cert_pem,
         f"{PROBE_TLS_DIR}/key.pem": probe.key_pem,
     }
-    return archive.tar(files)
 
 
 def _container_of(client: docker_api.DockerClient, name: str) -> str:
@@ -413,6 +424,11 @@ def _describe(container: dict[str, Any]) -> EngineInfo:
         image=container["Config"]["Image"],
         cache_volume=label("cache"),
         mtu=int(label("mtu") or 0),
+        cgroup_version=int(label("cgroup-version") or 0),
+        cgroup_binding=label("cgroup-binding") or "none",
+        # Engines made before the start prologue ran dockerd bare: their jobs sat beside them.
+        # A prologue that cannot nest refuses to start, so a labelled engine's limits bind.
+        limits_bind=bool(label("cgroup-binding")),
     )
 
 

@@ -1,17 +1,19 @@
 """Engine spec -> Engine API create body: pure, so every flag an engine gets is unit-tested.
 
-The command line is complete on its own (entrypoint ``dockerd``), so the same spec works with
-the official ``docker:dind`` image and with dockyard's Debian-built one: neither image's
-entrypoint script is relied on.
+The command line is complete on its own (dockyard's start prologue, then ``dockerd``), so the
+same spec works with the official ``docker:dind`` image and with dockyard's Debian-built one:
+neither image's entrypoint script is relied on (see :mod:`dockyard.engine.startup`).
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 from dockyard import labels
-from dockyard.engine.privilege import Mode, host_config
+from dockyard.engine import startup
+from dockyard.engine.privilege import CgroupPlan, Mode, cgroup_plan, host_config
 
 TLS_PORT = 2376
 PLAIN_PORT = 2375
@@ -32,6 +34,7 @@ class EngineSpec:
     mtu: int
     privilege: Mode
     cap_drop: tuple[str, ...] = ()
+    cgroup_version: int = 1
     insecure: bool = False
     nano_cpus: int | None = None
     memory: int | None = None
@@ -56,6 +59,10 @@ class EngineSpec:
         # Not localhost: every engine's key is readable by whoever controls that engine, and a
         # shared name would let one impersonate dockyard services clients reach as localhost.
         return (self.name, *self.aliases)
+
+    @property
+    def cgroup(self) -> CgroupPlan:
+        return cgroup_plan(self.privilege, self.cgroup_version)
 
 
 def dockerd_args(spec: EngineSpec) -> list[str]:
@@ -92,13 +99,23 @@ def engine_labels(spec: EngineSpec) -> dict[str, str]:
             cache=spec.cache_volume,
             storage_driver=STORAGE_DRIVER,
             mtu=str(spec.mtu),
+            cgroup_version=str(spec.cgroup_version),
+            cgroup_binding=spec.cgroup.binding.value,
         ),
     }
 
 
+def cgroup_summary(found: Mapping[str, str]) -> str:
+    """What an engine's labels say about its cgroups, for ``status`` and ``engine ls``."""
+    binding = found.get(labels.PREFIX + "cgroup-binding")
+    if not binding:
+        return "limits do not bind inside (made without the start prologue)"
+    return f"cgroup v{found.get(labels.PREFIX + 'cgroup-version', '?')}, limits bind ({binding})"
+
+
 def create_body(spec: EngineSpec) -> dict[str, Any]:
     """The ``POST /containers/create`` body for the engine container."""
-    host: dict[str, Any] = host_config(spec.privilege, spec.cap_drop)
+    host: dict[str, Any] = host_config(spec.privilege, spec.cap_drop, spec.cgroup.namespace)
     host["Binds"] = [*host.get("Binds", []), f"{spec.cache_volume}:{DATA_ROOT}"]
     host["Init"] = True  # reaps the inner daemon's orphans whatever the image's own PID 1 is
     host["NetworkMode"] = spec.network
@@ -108,10 +125,11 @@ def create_body(spec: EngineSpec) -> dict[str, Any]:
         host["Memory"] = spec.memory
     if spec.pids is not None:
         host["PidsLimit"] = spec.pids
+    entrypoint, cmd = startup.command(dockerd_args(spec))
     return {
         "Image": spec.image,
-        "Entrypoint": ["dockerd"],
-        "Cmd": dockerd_args(spec),
+        "Entrypoint": entrypoint,
+        "Cmd": cmd,
         "Hostname": spec.name,
         "Labels": engine_labels(spec),
         "ExposedPorts": {f"{spec.port}/tcp": {}},

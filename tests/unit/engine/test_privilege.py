@@ -75,3 +75,30 @@ def test_nothing_works_names_both_causes():
 )
 def test_missing_capabilities_from_capbnd(mask, missing):
     assert privilege.missing_capabilities(mask) == missing
+
+
+@pytest.mark.parametrize(
+    ("mode", "version", "namespace", "binding"),
+    [
+        (Mode.SYSBOX, 2, None, privilege.CgroupBinding.RUNTIME),
+        (Mode.PRIVILEGED, 1, "private", privilege.CgroupBinding.NAMESPACE),
+        (Mode.PRIVILEGED, 2, "private", privilege.CgroupBinding.NAMESPACE),
+        (Mode.CAPS, 2, "private", privilege.CgroupBinding.NAMESPACE),
+        (Mode.CAPS, 1, "host", privilege.CgroupBinding.PARENT),
+    ],
+)
+def test_cgroup_namespace_is_private_where_it_works(mode, version, namespace, binding):
+    plan = privilege.cgroup_plan(mode, version)
+    assert (plan.namespace, plan.binding) == (namespace, binding)
+
+
+def test_private_cgroup_namespace_mounts_no_host_cgroup_tree():
+    caps = privilege.host_config(Mode.CAPS, ("SYS_RESOURCE",), "private")
+    assert caps["CgroupnsMode"] == "private"
+    assert "Binds" not in caps
+    assert privilege.host_config(Mode.PRIVILEGED, (), "private") == {
+        "Privileged": True,
+        "CgroupnsMode": "private",
+    }
+    # Without a plan each mode keeps what it had: the probes use that.
+    assert privilege.host_config(Mode.PRIVILEGED) == {"Privileged": True}

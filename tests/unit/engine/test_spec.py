@@ -1,6 +1,7 @@
 import pytest
 
 from dockyard import labels
+from dockyard.engine import startup
 from dockyard.engine.privilege import Mode
 from dockyard.engine.spec import EngineSpec, create_body, dockerd_args, probe_environment
 
@@ -48,7 +49,9 @@ def test_storage_mtu_and_registries():
 
 def test_create_body_does_not_lean_on_the_image_entrypoint():
     body = create_body(make())
-    assert body["Entrypoint"] == ["dockerd"]
+    # dockyard's own prologue (copied in at create), which then execs dockerd with its args.
+    assert body["Entrypoint"] == ["sh", startup.PATH]
+    assert body["Cmd"] == ["dockerd", *dockerd_args(make())]
     assert body["HostConfig"]["Init"] is True
     assert body["Image"] == "docker:dind"
 
@@ -94,3 +97,24 @@ def test_labels_carry_everything_ls_needs():
     assert found["io.dockyard.cache"] == "dockyard-cache-ci"
     assert found["io.dockyard.storage-driver"] == "overlay2"
     assert found["io.dockyard.stack"] == "s1"
+
+
+@pytest.mark.parametrize(
+    ("privilege", "version", "namespace", "binding", "host_cgroup_mounted"),
+    [
+        (Mode.CAPS, 1, "host", "parent", True),
+        (Mode.CAPS, 2, "private", "namespace", False),
+        (Mode.PRIVILEGED, 1, "private", "namespace", False),
+        (Mode.PRIVILEGED, 2, "private", "namespace", False),
+    ],
+)
+def test_cgroup_namespace_and_binding_follow_the_host(
+    privilege, version, namespace, binding, host_cgroup_mounted
+):
+    body = create_body(make(privilege=privilege, cgroup_version=version))
+    assert body["HostConfig"]["CgroupnsMode"] == namespace
+    assert ("/sys/fs/cgroup:/sys/fs/cgroup:rw" in body["HostConfig"]["Binds"]) is (
+        host_cgroup_mounted
+    )
+    assert body["Labels"]["io.dockyard.cgroup-version"] == str(version)
+    assert body["Labels"]["io.dockyard.cgroup-binding"] == binding
