@@ -179,7 +179,8 @@ def engine_create(
     out.print(
         f"engine [bold]{info.name}[/] ready at {info.endpoint} in {created.seconds['total']:.2f} s "
         f"(storage {info.storage_driver}, privilege {info.privilege}, mtu {info.mtu}, "
-        f"network {info.network})"
+        f"network {info.network}, cgroup v{info.cgroup_version}: limits "
+        f"{'bind inside it' if info.limits_bind else 'do NOT bind inside it'})"
     )
     out.print(f'use it: eval "$(dockyard engine env {info.name})"')
 
@@ -195,11 +196,15 @@ def engine_ls(
     if as_json:
         _print_json([e.as_dict() for e in engines])
         return
-    table = Table("NAME", "STATE", "ENDPOINT", "NETWORK", "STORAGE", "PRIVILEGE", "CACHE", "IMAGE")
+    table = Table(
+        "NAME", "STATE", "ENDPOINT", "NETWORK", "STORAGE", "PRIVILEGE", "CGROUP", "LIMITS BIND",
+        "CACHE", "IMAGE",
+    )  # fmt: skip
     for e in engines:
         table.add_row(
             e.name, e.state, e.endpoint, e.network, e.storage_driver, e.privilege,
-            e.cache_volume, e.image,
+            f"v{e.cgroup_version}" if e.cgroup_version else "?",
+            f"yes ({e.cgroup_binding})" if e.limits_bind else "NO", e.cache_volume, e.image,
         )  # fmt: skip
     out.print(table)
 

@@ -15,6 +15,7 @@ from typing import Literal
 from urllib.parse import urlsplit
 
 from dockyard import labels, pki
+from dockyard.engine import startup
 from dockyard.engine.service import DEFAULT_MTU
 from dockyard.engine.spec import PLAIN_PORT, SERVER_TLS_DIR, TLS_PORT
 from dockyard.stack.plan import (
@@ -663,6 +664,79 @@ def check_plaintext_delay(facts: Facts) -> Finding | None:
     )
 
 
+_NESTING_FIX = (
+    "recreate the engine with dockyard (dockyard down, then dockyard up; or dockyard engine rm "
+    "and create): its start prologue moves dockerd out of the cgroup root and delegates the "
+    "controllers before dockerd starts"
+)
+# What the engine's log (or a docker run inside it) says when cgroup v2 nesting was not done,
+# or was half done; each with its cause.
+_CGROUP_ERRORS = (
+    (
+        ("cannot enter cgroupv2", "invalid state"),
+        "inner containers with limits cannot start: cannot enter cgroupv2 ... with domain "
+        "controllers -- it is in an invalid state. dockerd, containerd and the init sit in the "
+        "root of the engine's cgroup, so no controller could be delegated to its children",
+    ),
+    (
+        ("cannot enter cgroupv2", "threaded mode"),
+        "inner containers with limits cannot start: cannot enter cgroupv2 ... it is in "
+        "threaded mode. The engine's cgroup was never nested (its processes sit in its root), "
+        "and an unlimited container turned the child threaded",
+    ),
+    (
+        ("failed to enable controllers", "cgroup.subtree_control"),
+        "the inner dockerd failed to enable cgroup controllers (cgroup.subtree_control): its "
+        "processes sit in the root of the engine's cgroup, so limits inside cannot bind",
+    ),
+    (
+        ("couldn't flush stdout", "Device or resource busy"),
+        "a half-done cgroup nesting (sed: couldn't flush stdout: Device or resource busy): a "
+        "process stayed in the engine's cgroup root while the controllers were delegated, so "
+        "the entrypoint gave up and inner limits cannot bind",
+    ),
+)
+
+
+def cgroup_error(text: str) -> str | None:
+    """The cause of a cgroup v2 nesting failure quoted in ``text`` (a log, a CLI error)."""
+    for needles, cause in _CGROUP_ERRORS:
+        if all(needle in text for needle in needles):
+            return cause
+    return None
+
+
+def check_cgroups(facts: Facts) -> Finding | None:
+    """Limits on an engine must bind what runs inside it, and limits inside must work."""
+    engine = facts.engine
+    if not facts.dind or engine is None or not engine.exists:
+        return None
+    refused = startup.refusal(engine.log_tail)
+    if refused and not engine.running:
+        reason, _, fix = refused.partition("; fix: ")
+        return Finding("cgroups", "fail", f"the engine refused to start: {reason}", fix)
+    quoted = "\n".join(
+        text for text in (engine.log_tail, facts.api.output if facts.api else "") if text
+    )
+    cause = cgroup_error(quoted)
+    if cause:
+        return Finding("cgroups", "fail", cause, _NESTING_FIX, engine.log_tail)
+    binding = engine.labels.get(labels.PREFIX + "cgroup-binding")
+    if not binding:
+        return Finding(
+            "cgroups",
+            "warn",
+            f"engine {engine.name} runs dockerd without dockyard's start prologue: containers "
+            "inside it sit beside it in the host's cgroups, so its --memory, --cpus and --pids "
+            "do not bind what its jobs run",
+            _NESTING_FIX,
+        )
+    version = engine.labels.get(labels.PREFIX + "cgroup-version", "?")
+    return Finding(
+        "cgroups", "ok", f"cgroup v{version}: the engine's limits bind inside it ({binding})"
+    )
+
+
 def check_registry(facts: Facts) -> Finding | None:
     """The registry exists when the stack has one, and answers the CI container."""
     registry, engine = facts.registry, facts.engine
@@ -716,6 +790,7 @@ CHECKS: tuple[Callable[[Facts], Finding | None], ...] = (
     check_storage_driver,
     check_mtu,
     check_plaintext_delay,
+    check_cgroups,
     check_registry,
     check_registry_trust,
 )

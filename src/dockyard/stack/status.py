@@ -7,6 +7,7 @@ from typing import Any
 
 from dockyard import docker_api, labels
 from dockyard.engine import client as engine_client
+from dockyard.engine import spec as engine_spec
 from dockyard.errors import DockyardError
 from dockyard.stack import guard as stack_guard
 from dockyard.stack.plan import COMPONENT, REGISTRY_ALIAS, REGISTRY_PORT
@@ -69,7 +70,7 @@ def status(stack: str, client: docker_api.DockerClient | None = None) -> StackSt
             detail = (
                 f"{own.get(labels.PREFIX + 'endpoint')} storage "
                 f"{own.get(labels.PREFIX + 'storage-driver')} privilege "
-                f"{own.get(labels.PREFIX + 'privilege')}"
+                f"{own.get(labels.PREFIX + 'privilege')}, {engine_spec.cgroup_summary(own)}"
             )
         health = checks.get(component, ("", ""))
         found.append(

@@ -58,7 +58,12 @@ def certs(ca: bytes = CA.cert_pem, cert: bytes = CLIENT.cert_pem, key: bytes = C
 ENGINE = Container(
     "s-engine",
     status="running",
-    labels={"io.dockyard.endpoint": "tcp://s-engine:2376", "io.dockyard.network": STACK},
+    labels={
+        "io.dockyard.endpoint": "tcp://s-engine:2376",
+        "io.dockyard.network": STACK,
+        "io.dockyard.cgroup-version": "2",
+        "io.dockyard.cgroup-binding": "namespace",
+    },
     args=engine_args(),
     networks={STACK: ("s-engine", "docker", "0123456789ab")},
     log_tail='level=info msg="API listen on [::]:2376"',
@@ -494,3 +499,67 @@ def test_an_engine_that_does_not_trust_the_registry_fails():
     found = finding(dind(info=DaemonInfo("overlay2")), "registry-trust")
     assert found.status == "fail"
     assert "--insecure-registry registry:5000" in found.fix
+
+
+# --- cgroups ---------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("log", "says"),
+    [
+        (
+            "docker: Error response from daemon: OCI runtime create failed: cannot enter "
+            'cgroupv2 "/sys/fs/cgroup/docker" with domain controllers -- it is in an invalid '
+            "state: unknown.",
+            "invalid state",
+        ),
+        (
+            'cannot enter cgroupv2 "/sys/fs/cgroup/docker" with domain controllers -- it is in '
+            "threaded mode",
+            "threaded mode",
+        ),
+        (
+            'level=warning msg="failed to enable controllers ([cpuset cpu io memory pids])" '
+            'error="write /sys/fs/cgroup/docker/cgroup.subtree_control: no such file or '
+            'directory"',
+            "failed to enable cgroup controllers",
+        ),
+        ("sed: couldn't flush stdout: Device or resource busy", "half-done cgroup nesting"),
+    ],
+)
+def test_cgroup_v2_nesting_errors_are_named_with_cause_and_fix(log, says):
+    found = finding(dind(engine=replace(ENGINE, log_tail=log)), "cgroups")
+    assert found.status == "fail"
+    assert says in found.cause
+    assert "recreate the engine with dockyard" in found.fix
+
+
+def test_a_cgroup_error_a_client_printed_is_named_too():
+    printed = 'cannot enter cgroupv2 "/sys/fs/cgroup/docker" -- it is in an invalid state'
+    found = finding(dind(api=Run(1, printed)), "cgroups")
+    assert found.status == "fail"
+
+
+def test_an_engine_without_the_start_prologue_warns_that_its_limits_do_not_bind():
+    bare = replace(ENGINE, labels={"io.dockyard.endpoint": "tcp://s-engine:2376"})
+    found = finding(dind(engine=bare), "cgroups")
+    assert found.status == "warn"
+    assert "do not bind" in found.cause
+
+
+def test_a_prologue_refusal_is_the_cause_of_a_stopped_engine():
+    log = (
+        "dockyard-start: the cgroup v2 tree /sys/fs/cgroup is read-only, so limits cannot bind"
+        " inside the engine; fix: give the engine a private cgroup namespace"
+    )
+    stopped = replace(ENGINE, status="exited", exit_code=78, log_tail=log)
+    found = finding(dind(engine=stopped), "cgroups")
+    assert found.status == "fail"
+    assert "read-only" in found.cause
+    assert found.fix == "give the engine a private cgroup namespace"
+
+
+def test_a_bound_engine_reports_its_cgroup_version():
+    found = finding(dind(), "cgroups")
+    assert found.status == "ok"
+    assert "cgroup v2" in found.cause
