@@ -160,7 +160,7 @@ def recipe(role: str) -> Recipe:
                 workdir="/workspace",
             )
         case "buildbot":
-            from dockyard.stack.presets import buildbot
+            from dockyard.images import buildbot  # imports this module: not at the top
 
             return replace(
                 common,

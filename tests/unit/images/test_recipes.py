@@ -165,3 +165,14 @@ def test_buildbot_recipe_runs_master_and_worker_from_debian_packages() -> None:
     assert found.volumes == ("/var/lib/buildbot",)
     assert re.fullmatch(r"sha256:[0-9a-f]{64}", recipe_hash(found))
     assert recipe_hash(found) == recipe_hash(recipe("buildbot"))
+
+
+def test_image_recipes_import_nothing_above_the_images_layer():
+    """Arrows point down: no recipe reaches up into stacks, presets or the CLI."""
+    import ast
+    from pathlib import Path
+
+    for module in Path(recipes.__file__).parent.glob("*.py"):
+        for node in ast.walk(ast.parse(module.read_text())):
+            if isinstance(node, ast.ImportFrom) and node.module:
+                assert not node.module.startswith(("dockyard.stack", "dockyard.cli")), module

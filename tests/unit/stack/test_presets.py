@@ -13,6 +13,7 @@ import pytest
 
 from dockyard import config
 from dockyard.errors import DockyardError
+from dockyard.images import buildbot as buildbot_image
 from dockyard.images import recipes
 from dockyard.stack import plan, presets
 from dockyard.stack.presets import buildbot, jenkins
@@ -46,7 +47,7 @@ def _literal(node: ast.expr) -> bool:
 
 @pytest.fixture(scope="module")
 def master_cfg() -> ast.Module:
-    return ast.parse(buildbot.image_files()[MASTER_CFG][0].decode())
+    return ast.parse(buildbot_image.image_files()[MASTER_CFG][0].decode())
 
 
 @pytest.fixture(scope="module")
@@ -147,7 +148,7 @@ def test_master_cfg_serves_www_keeps_the_worker_port_local_and_reports_nothing(
 
 
 def test_entrypoint_creates_both_directories_once_and_runs_the_master_in_front() -> None:
-    script, mode = buildbot.image_files()[buildbot.ENTRYPOINT]
+    script, mode = buildbot_image.image_files()[buildbot_image.ENTRYPOINT]
     text = script.decode()
     assert mode == 0o755
     assert text.startswith("#!/bin/sh\n")
@@ -164,12 +165,12 @@ def test_entrypoint_creates_both_directories_once_and_runs_the_master_in_front()
 @pytest.mark.skipif(shutil.which("sh") is None, reason="no sh")
 def test_entrypoint_is_valid_shell(tmp_path: Path) -> None:
     script = tmp_path / "start.sh"
-    script.write_bytes(buildbot.image_files()[buildbot.ENTRYPOINT][0])
+    script.write_bytes(buildbot_image.image_files()[buildbot_image.ENTRYPOINT][0])
     subprocess.run(["sh", "-n", str(script)], check=True)
 
 
 def test_www_stand_in_is_the_base_plugin() -> None:
-    files = buildbot.image_files()
+    files = buildbot_image.image_files()
     [entry_points] = [p for p in files if p.endswith(".dist-info/entry_points.txt")]
     parsed = configparser.ConfigParser()
     parsed.read_string(files[entry_points][0].decode())

@@ -15,7 +15,6 @@ from __future__ import annotations
 import json
 import time
 from dataclasses import dataclass
-from importlib import resources
 from pathlib import Path
 from typing import Any
 
@@ -23,40 +22,18 @@ from dockyard import docker_api
 from dockyard.engine import client as engine_client
 from dockyard.errors import DockyardError
 from dockyard.images import recipes
+from dockyard.images.buildbot import HOME, UI_PORT
 from dockyard.stack.presets import Preset
 
-HOME = "/var/lib/buildbot"
-UI_PORT = 8010
 BUILDER = "image"
 SCHEDULER = "force"
-ENTRYPOINT = "/usr/local/bin/dockyard-buildbot"
 EXAMPLE_DIR = "/srv/example"
-# python3-ply by name: debootstrap does not resolve the virtual python3-ply-lex-3.10 that
-# python3-pycparser (via autobahn, cffi) depends on.
-PACKAGES = (
-    "buildbot",
-    "buildbot-worker",
-    "python3-ply",
-    "docker.io",
-    "git",
-    "ca-certificates",
-    "curl",
-)
 
 # The example the builder builds: the checkout's, like ``dockyard demo``.
 EXAMPLE = Path(__file__).resolve().parents[4] / "examples" / "hello"
 API = f"http://localhost:{UI_PORT}/api/v2"
 # Buildbot's result codes (buildbot.process.results), by their index.
 RESULTS = ("success", "warnings", "failure", "skipped", "exception", "retry", "cancelled")
-
-_SITE = "/usr/lib/python3/dist-packages"
-_PLUGIN = "dockyard_buildbot_www"
-_PLUGIN_INIT = b'''"""dockyard's stand-in for buildbot-www: a page that points at the REST API."""
-
-from buildbot.www.plugin import Application
-
-ep = Application(__name__, "dockyard: REST API only (buildbot-www is not packaged in Debian)")
-'''
 
 
 @dataclass(frozen=True)
@@ -77,28 +54,6 @@ class BuildResult:
     @property
     def complete(self) -> bool:
         return self.result is not None
-
-
-def _packaged(name: str) -> bytes:
-    return resources.files("dockyard.stack.presets").joinpath(f"files/buildbot/{name}").read_bytes()
-
-
-def image_files() -> dict[str, tuple[bytes, int]]:
-    """What the ``buildbot`` image adds to its packages: entrypoint, master.cfg, www stand-in."""
-    dist_info = f"{_SITE}/{_PLUGIN}-{recipes.TAG}.dist-info"
-    return {
-        ENTRYPOINT: (_packaged("start.sh"), 0o755),
-        "/etc/dockyard/buildbot/master.cfg": (_packaged("master.cfg"), 0o644),
-        f"{_SITE}/{_PLUGIN}/__init__.py": (_PLUGIN_INIT, 0o644),
-        f"{_SITE}/{_PLUGIN}/VERSION": (recipes.TAG.encode() + b"\n", 0o644),
-        f"{_SITE}/{_PLUGIN}/static/index.html": (_packaged("index.html"), 0o644),
-        f"{dist_info}/METADATA": (
-            f"Metadata-Version: 2.1\nName: {_PLUGIN}\nVersion: {recipes.TAG}\n".encode(),
-            0o644,
-        ),
-        # Buildbot finds www plugins by entry point: "base" is the one it insists on.
-        f"{dist_info}/entry_points.txt": (f"[buildbot.www]\nbase = {_PLUGIN}:ep\n".encode(), 0o644),
-    }
 
 
 def example_files(source: Path = EXAMPLE) -> dict[str, bytes]:
