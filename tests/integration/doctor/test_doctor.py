@@ -198,7 +198,7 @@ def test_the_plaintext_start_up_delay_is_named_while_it_happens(docker_client, d
     )  # fmt: skip
     recreate(docker_client, dind.ci, Env=env)
     started = time.monotonic()
-    recreate(docker_client, dind.engine, Cmd=plain)
+    recreate(docker_client, dind.engine, keep=("/etc/dockyard",), Cmd=plain)
     found = problems(docker_client, dind)
     assert found["plaintext-delay"].status == "warn"
     assert "does not answer yet" in found["engine-api"].cause
