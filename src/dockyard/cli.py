@@ -110,9 +110,15 @@ def engine_create(
         typer.Option(help="engine image [default: docker:dind, else dockyard/engine]"),
     ] = None,
     mtu: Annotated[int | None, typer.Option(help="inner MTU [default: the network's]")] = None,
-    cpus: Annotated[float | None, typer.Option(help="CPU limit, e.g. 1.5")] = None,
-    memory: Annotated[str | None, typer.Option(help="memory limit, e.g. 2g")] = None,
-    pids: Annotated[int | None, typer.Option(help="process limit")] = None,
+    cpus: Annotated[
+        float | None, typer.Option(help="CPU limit of the engine and its jobs, e.g. 1.5")
+    ] = None,
+    memory: Annotated[
+        str | None, typer.Option(help="memory limit of the engine and its jobs, e.g. 2g")
+    ] = None,
+    pids: Annotated[
+        int | None, typer.Option(help="process limit of the engine and its jobs")
+    ] = None,
     insecure_registry: Annotated[
         list[str] | None, typer.Option(help="HOST:PORT the engine may push to over HTTP")
     ] = None,

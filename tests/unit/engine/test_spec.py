@@ -3,7 +3,13 @@ import pytest
 from dockyard import labels
 from dockyard.engine import startup
 from dockyard.engine.privilege import Mode
-from dockyard.engine.spec import EngineSpec, create_body, dockerd_args, probe_environment
+from dockyard.engine.spec import (
+    EngineSpec,
+    cgroup_summary,
+    create_body,
+    dockerd_args,
+    probe_environment,
+)
 
 
 def make(**overrides):
@@ -118,3 +124,10 @@ def test_cgroup_namespace_and_binding_follow_the_host(
     )
     assert body["Labels"]["io.dockyard.cgroup-version"] == str(version)
     assert body["Labels"]["io.dockyard.cgroup-binding"] == binding
+
+
+def test_cgroup_summary_says_whether_limits_bind():
+    made = create_body(make(privilege=Mode.CAPS, cgroup_version=1))["Labels"]
+    assert cgroup_summary(made) == "cgroup v1, limits bind (parent)"
+    older = {k: v for k, v in made.items() if "cgroup" not in k}
+    assert "do not bind" in cgroup_summary(older)
