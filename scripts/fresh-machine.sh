@@ -49,6 +49,7 @@ if ! docker image inspect "$image" >/dev/null 2>&1; then
   fi
   rm -f "$root.log"
   if [ "${#site_cas[@]}" -gt 0 ]; then
+    mkdir -p "$root/usr/local/share/ca-certificates"
     cp "${site_cas[@]}" "$root/usr/local/share/ca-certificates/"
   fi
   rm -rf "$root"/var/lib/apt/lists/* "$root"/var/cache/apt/archives/*.deb
