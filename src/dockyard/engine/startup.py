@@ -7,8 +7,9 @@ are. Before it ``exec``s the command line it is given it:
 
 - removes stale pid files a previous run of this container left (a restarted engine would
   otherwise refuse to start: "pid file found, ensure docker is not running");
-- mounts securityfs where AppArmor is enabled and it is not mounted, so dockerd can load
-  profiles (as ``hack/dind`` does);
+- mounts securityfs where AppArmor is enabled, the image has ``apparmor_parser`` and it is not
+  mounted, so dockerd can load its profile (``hack/dind`` mounts it whenever it can; in an image
+  without ``apparmor_parser`` that makes every inner ``docker run`` fail, measured in the VM);
 - chooses the iptables backend as docker:dind does: legacy when nf_tables does not work, or
   when legacy rules of an earlier dockerd exist; the choice is a PATH directory of links;
 - makes the engine's own cgroup hold whatever runs inside it. On cgroup v2 it moves every
@@ -53,10 +54,14 @@ rm -f "$STATUS"
 rm -f "$r/var/run/docker.pid" "$r/run/docker.pid" "$r/var/run/docker/containerd/containerd.pid" \
   "$r/run/docker/containerd/containerd.pid"
 
-# AppArmor: dockerd loads its profile through securityfs.
-if [ -d "$r/sys/kernel/security" ] && [ -e "$r/sys/module/apparmor" ] \
+# AppArmor: dockerd loads its docker-default profile through securityfs, with apparmor_parser.
+# Without apparmor_parser in the image, mounting it would make dockerd demand a profile it
+# cannot load ("AppArmor enabled on system but the docker-default profile could not be
+# loaded"), so it is mounted only where the image can use it.
+if [ -d "$r/sys/kernel/security" ] && grep -qs Y "$r/sys/module/apparmor/parameters/enabled" \
+  && command -v apparmor_parser >/dev/null 2>&1 \
   && ! grep -qs ' /sys/kernel/security securityfs ' "$r/proc/mounts"; then
-  mount -t securityfs none /sys/kernel/security 2>/dev/null \
+  mount -t securityfs none "$r/sys/kernel/security" 2>/dev/null \
     || say "could not mount securityfs on /sys/kernel/security; AppArmor profiles are not loaded"
 fi
 
