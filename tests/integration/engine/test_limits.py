@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from dockyard import config, labels
+from dockyard import archive, config, labels
 from dockyard.engine import service, spec, startup
 from dockyard.errors import DockyardError
 
@@ -145,3 +145,31 @@ def test_an_engine_that_cannot_nest_is_refused_in_one_line_and_removed(
     assert docker_client.api.containers(all=True, filters=selector) == []
     assert not docker_client.api.volumes(filters=selector)["Volumes"]
     assert docker_client.api.networks(filters=selector) == []
+
+
+def test_a_killed_engine_starts_again_despite_its_stale_pid_file(
+    docker_client, engine_image, unique
+):
+    from dockyard.engine import readiness
+
+    name = unique("stale")
+    created = service.create(
+        config.validate(config.EngineOptions, {"name": name}), client=docker_client
+    )
+    try:
+        cid = created.info.container
+        docker_client.api.kill(cid, signal="SIGKILL")  # dockerd gets no chance to clean up
+        stale, _ = docker_client.api.get_archive(cid, "/var/run/docker.pid")
+        assert b"".join(stale)  # the pid file survived in the container's filesystem
+        # After a restart its pid can be a live process (here the init's): dockerd then
+        # refuses ("pid file found, ensure docker is not running") unless it is removed.
+        docker_client.api.put_archive(cid, "/var/run", archive.tar({"docker.pid": b"1\n"}))
+        docker_client.api.start(cid)
+        engine_spec = spec.EngineSpec(
+            name=name, image=engine_image, network=created.info.network,
+            cache_volume=created.info.cache_volume, mtu=created.info.mtu,
+            privilege=spec.Mode(created.info.privilege),
+        )  # fmt: skip
+        assert readiness.wait(docker_client, cid, engine_spec, timeout=60) == "overlay2"
+    finally:
+        service.rm(name, volumes=True, client=docker_client)
