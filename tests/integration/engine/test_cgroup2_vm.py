@@ -40,7 +40,7 @@ def vm_results(tmp_path_factory):
         return json.loads(Path(given).read_text())
     out = tmp_path_factory.mktemp("cgroup2-vm") / "results.json"
     done = subprocess.run(
-        [str(SCRIPT), str(out)], capture_output=True, text=True, timeout=900, check=False
+        [str(SCRIPT), str(out)], capture_output=True, text=True, timeout=1500, check=False
     )
     if done.returncode == NO_QEMU:
         pytest.skip(f"qemu cannot be installed here: {done.stderr.strip()[-300:]}")
