@@ -11,6 +11,7 @@ import json
 import re
 from dataclasses import asdict
 from pathlib import Path
+from typing import Any
 
 from dockyard import docker_api, labels, state
 from dockyard.engine import privilege
@@ -21,10 +22,17 @@ CACHE_FORMAT = 2  # 2: CapDrop names only capabilities the host engine knows
 
 
 def privilege_decision(
-    client: docker_api.DockerClient, image: str, *, refresh: bool = False
+    client: docker_api.DockerClient,
+    image: str,
+    *,
+    refresh: bool = False,
+    info: dict[str, Any] | None = None,
 ) -> privilege.Decision:
-    """The mode engines get on this host engine, probing it once and caching the answer."""
-    info = client.info()
+    """The mode engines get on this host engine, probing it once and caching the answer.
+
+    ``info`` is the host engine's ``docker info`` when the caller has it already.
+    """
+    info = info if info is not None else client.info()
     cache = _cache_path(str(info.get("ID", "unknown")), str(info.get("KernelVersion", "")))
     if not refresh and cache.exists():
         try:

@@ -127,7 +127,8 @@ def _decide(
         role="engine",
         progress=progress,
     )
-    decision = host.privilege_decision(client, image)
+    info = client.info()  # once: the privilege decision and the cgroup version both read it
+    decision = host.privilege_decision(client, image, info=info)
     assert decision.mode is not None
     mtu = options.mtu or (_network_mtu(client, network) if network_exists else DEFAULT_MTU)
     spec = EngineSpec(
@@ -138,7 +139,7 @@ def _decide(
         mtu=mtu,
         privilege=decision.mode,
         cap_drop=decision.cap_drop,
-        cgroup_version=_cgroup_version(client),
+        cgroup_version=_cgroup_version(info),
         insecure=options.insecure,
         nano_cpus=int(options.cpus * 1e9) if options.cpus else None,
         memory=options.memory,
@@ -350,9 +351,9 @@ def _network_for(
     return wanted, True
 
 
-def _cgroup_version(client: docker_api.DockerClient) -> int:
+def _cgroup_version(info: dict[str, Any]) -> int:
     """The host's cgroup version (``docker info`` says since API 1.40; older hosts are v1)."""
-    version = str(client.info().get("CgroupVersion") or "1")
+    version = str(info.get("CgroupVersion") or "1")
     return int(version) if version.isdigit() else 1
 
 
