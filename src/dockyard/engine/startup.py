@@ -78,7 +78,11 @@ legacy=
 if [ -n "${DOCKER_IPTABLES_LEGACY+x}" ]; then
   legacy=$DOCKER_IPTABLES_LEGACY
 elif command -v iptables-legacy >/dev/null 2>&1; then
-  if ! iptables -nL >/dev/null 2>&1 || iptables-legacy -nL DOCKER >/dev/null 2>&1; then
+  # Legacy rules live in tables this network namespace lists in ip_tables_names: in an
+  # engine's own fresh namespace there are none, and no iptables-legacy needs to run.
+  first "$r/proc/net/ip_tables_names"
+  if ! iptables -nL >/dev/null 2>&1 \
+    || { [ -n "$line" ] && iptables-legacy -nL DOCKER >/dev/null 2>&1; }; then
     legacy=1
   fi
 fi
