@@ -387,29 +387,82 @@ def service_spec(review: Review, body: GoObject) -> None:
 
 
 _BUILD_NETWORKS = frozenset({"", "default", "bridge", "none"})
+CLIENT_SESSION = "client-session"
+"""The ``remote`` of a build whose context comes from the client's session (BuildKit)."""
+SESSION = "session"
+"""The kind of need for a BuildKit session: one the client opened itself and holds open."""
+_CLIENT_EXPORTERS = frozenset({"local", "tar", "cacheonly"})
+"""Exporters that send the result back through the client's own session (or nowhere)."""
+_IMAGE_EXPORTER = "moby"
+"""dockerd's image exporter: its ``name`` attribute tags images."""
+
+
+def build_outputs(review: Review, request: CanonicalRequest) -> list[str]:
+    """A BuildKit build's ``outputs`` (``[{"Type": ..., "Attrs": {...}}]``, decoded as Go
+    does); the tags its image exporter names. dockerd 20.10 knows the exporters ``moby``,
+    ``local`` and ``tar``: any other type is refused, as a newer daemon's could push."""
+    tags: list[str] = []
+    for text in request.params("outputs"):
+        if not text.strip():
+            continue
+        try:
+            outputs = decode(text)
+        except GoJSONError as exc:
+            review.deny("build", f"build outputs: {exc}")
+            continue
+        if not isinstance(outputs, tuple):
+            review.deny("build", "build outputs are not a JSON array")
+            continue
+        for output in outputs:
+            kind = output.string("Type") if isinstance(output, GoObject) else None
+            attrs = output.obj("Attrs") if isinstance(output, GoObject) else None
+            if kind in _CLIENT_EXPORTERS:
+                continue
+            if kind != _IMAGE_EXPORTER:
+                review.deny("build", f"build output type {str(kind)[:40]!r}")
+                continue
+            names = (attrs.string("name") or "") if attrs else ""
+            tags.extend(name.strip() for name in names.split(",") if name.strip())
+    return tags
+
+
+def build_tags(request: CanonicalRequest) -> list[str]:
+    """Every tag a build writes: its ``t`` parameters and its image exporter's names."""
+    return [*request.params("t"), *build_outputs(Review(Rules(buildkit=True)), request)]
 
 
 def build_query(review: Review, request: CanonicalRequest) -> None:
     """``POST /build`` reads everything from the query (every value counts, not just the
-    first, so a repeated parameter cannot hide behind an innocent one)."""
+    first, so a repeated parameter cannot hide behind an innocent one). A BuildKit build
+    (``version=2``) is judged on the same parameters as a legacy one; its context comes
+    from the client's session (``remote=client-session``), which must be the client's own."""
     for mode in request.params("networkmode"):
         if mode.strip().lower() not in _BUILD_NETWORKS:
             review.deny("build", f"build networkmode={mode!r}")
-    if any(request.params("remote")):
-        review.deny("build", "remote build context")
+    sessions = [value for value in request.params("session") if value]
+    for remote in request.params("remote"):
+        if remote == CLIENT_SESSION and review.rules.buildkit and sessions:
+            continue
+        if remote:
+            review.deny("build", "remote build context")
     if any(request.params("cgroupparent")):
         review.deny("cgroup-parent", "build cgroupparent")
     if request.params("securityopt"):
         review.deny("security-options", "build securityopt")
+    for isolation in request.params("isolation"):
+        if isolation.strip().lower() not in ("", "default"):
+            review.deny("build", f"build isolation={isolation[:40]!r}")
     if not review.rules.buildkit:
         if any(value.strip() not in ("", "1") for value in request.params("version")):
             review.deny("buildkit", "BuildKit builds are not allowed by this profile")
-        if any(request.params("outputs")) or any(request.params("session")):
+        if any(request.params("outputs")) or sessions:
             review.deny("buildkit", "build outputs and sessions need BuildKit")
+    for session in sessions:
+        review.need(SESSION, session)
     for text in request.params("labels"):
         try:
             _labels(review, decode(text), "build labels")
         except GoJSONError as exc:
             review.deny("build", f"build labels: {exc}")
-    for tag in request.params("t"):
+    for tag in [*request.params("t"), *build_outputs(review, request)]:
         review.need("image", tag, missing_ok=True)

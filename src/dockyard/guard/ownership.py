@@ -11,6 +11,7 @@ the owner whose build stamped the image, or who created the tag through this gua
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import re
@@ -24,14 +25,17 @@ from typing import Any
 from urllib.parse import quote
 
 from dockyard import labels
-from dockyard.guard.escapes import HOST_PATH, Need, under_prefix
+from dockyard.guard.escapes import HOST_PATH, SESSION, Need, under_prefix
 from dockyard.guard.http import HTTPError
+from dockyard.guard.sessions import SessionBook
 from dockyard.guard.tagbook import TagBook
 from dockyard.guard.upstream import Lookups
 
 _FULL_ID = re.compile(r"[0-9a-f]{64}")
 _OWNER_TEXT = re.compile(r"[^A-Za-z0-9_.@-]")
 CACHE_SIZE = 4096
+SESSION_WAIT = 5.0
+"""Seconds a build waits for the BuildKit session it names to be opened."""
 
 
 def clean_owner(name: str) -> str:
@@ -114,6 +118,8 @@ class Resolver:
         self.cache: OrderedDict[tuple[str, str], tuple[str | None, str]] = OrderedDict()
         self.tags = tags or TagBook()
         """Tags each owner created through the guard: theirs to move or delete later."""
+        self.sessions = SessionBook()
+        """BuildKit sessions open through the guard, by owner."""
 
     async def _inspect(self, kind: str, ref: str) -> tuple[str | None, str] | None:
         """(owner label, ID) of an object, ``None`` when it does not exist."""
@@ -154,6 +160,18 @@ class Resolver:
         if isinstance(ident, str):
             self._keep(kind, (owner, ident))
 
+    async def _session(self, owner: str, ident: str) -> bool:
+        """Whether ``owner`` holds session ``ident``, waiting a little for it to open: a
+        BuildKit client opens its session and starts its build at the same time (dockerd
+        waits for the session too)."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + SESSION_WAIT
+        while not self.sessions.owns(owner, ident):
+            if ident in self.sessions.owners or loop.time() > deadline:
+                return False
+            await asyncio.sleep(0.02)
+        return True
+
     def _host_path(self, need: Need) -> str | None:
         real = os.path.realpath(need.ref)
         if under_prefix(real, self.allow_bind):
@@ -167,6 +185,10 @@ class Resolver:
                 problem = self._host_path(need)
                 if problem:
                     return Settlement(False, problem)
+                continue
+            if need.kind == SESSION:
+                if not await self._session(owner, need.ref):
+                    return Settlement(False, f"BuildKit session {need.ref[:80]!r} is not yours")
                 continue
             try:
                 found = await self._inspect(need.kind, need.ref)

@@ -52,6 +52,8 @@ CI_BUILD = Profile(
     ),
     # copy is the pre-1.20 archive API, which CI clients no longer use.
     deny=frozenset({"container.copy"}),
+    # Every current CLI builds with BuildKit; its sessions are tied to their owner.
+    rules=Rules(buildkit=True),
 )
 
 READ_ONLY = Profile(

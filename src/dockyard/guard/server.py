@@ -25,13 +25,14 @@ from urllib.parse import parse_qs, urlsplit
 
 from dockyard import labels, state
 from dockyard.errors import DockyardError
-from dockyard.guard import http, ownership, rewrite, tlsstream
+from dockyard.guard import escapes, http, ownership, rewrite, tlsstream
 from dockyard.guard.audit import AuditLog, Record
 from dockyard.guard.framing import IGNORED_BODY_LIMIT, Body, Framing, check
 from dockyard.guard.gojson import GoJSONError, decode_object
 from dockyard.guard.link import Link
 from dockyard.guard.policy import CREATES, Profile, Verdict, confine, deny, evaluate
 from dockyard.guard.request import UNKNOWN, CanonicalRequest, RequestError, canonicalize
+from dockyard.guard.sessions import SESSION_HEADER
 from dockyard.guard.tagbook import TagBook
 from dockyard.guard.tlsstream import Writer
 from dockyard.guard.upstream import Lookups, Streams, Upstream
@@ -259,6 +260,8 @@ class Connection:
         self.abandoned = False
         self.answering = False
         """Whether the current response has begun (an error then can only close)."""
+        self.session: str | None = None
+        """The BuildKit session this connection holds open (once it is a ``/session``)."""
 
     async def run(self) -> None:
         try:
@@ -281,6 +284,8 @@ class Connection:
         except Exception:  # a bug must cost one connection, never the guard
             traceback.print_exc(file=sys.stderr)
         finally:
+            if self.session is not None:
+                self.guard.resolver.sessions.release(self.session)
             self.writer.close()
             if self.upstream is not None:
                 self.upstream[1].close()
@@ -349,6 +354,8 @@ class Connection:
             exchange.resolved = settled.ids
             if not settled.ok:
                 verdict, status = deny("ownership", settled.reason), settled.status
+        if verdict.allow and request.endpoint == "session":
+            verdict = self._claim_session(exchange.head, verdict)
         record.rule, record.reason = verdict.rule, verdict.reason
         if verdict.allow:
             return verdict
@@ -360,6 +367,17 @@ class Connection:
             print(f"dockyard guard: WARN (not enforced): {verdict.message}", file=sys.stderr)
         # Not enforced: forwarded, yet still stamped and filtered as the profile confines.
         return confine(request, self.owner) if profile.ownership else verdict
+
+    def _claim_session(self, head: http.Head, verdict: Verdict) -> Verdict:
+        """Hold the session's ID for this connection, or deny (see :mod:`.sessions`)."""
+        idents = [value for name, value in head.headers if name.lower() == SESSION_HEADER]
+        if len(idents) > 1:
+            return deny("buildkit", "a BuildKit session with more than one ID")
+        problem = self.guard.resolver.sessions.claim(self.owner, idents[0] if idents else "")
+        if problem:
+            return deny("buildkit", problem)
+        self.session = idents[0]
+        return verdict
 
     async def _refuse(self, record: Record, denied: DeniedError) -> bool:
         verdict = denied.verdict
@@ -508,7 +526,7 @@ class Connection:
 
 def _created_tags(request: CanonicalRequest) -> list[str]:
     if request.endpoint == "build":
-        return list(request.params("t"))
+        return escapes.build_tags(request)
     repo = request.param("repo")
     return [f"{repo}:{request.param('tag')}" if request.param("tag") else repo] if repo else []
 

@@ -2,6 +2,7 @@
 
 import dataclasses
 import json
+from urllib.parse import quote
 
 import pytest
 
@@ -644,3 +645,47 @@ def test_allowed_binds_are_returned_for_symlink_resolution_even_without_ownershi
             "/srv/ci/job",
             "/tmp/jobs/x",
         }
+
+
+BUILDKIT = "/build?version=2&remote=client-session&session=s1"
+
+
+def test_a_buildkit_build_needs_its_own_session_and_its_tags():
+    verdict = judge("POST", BUILDKIT + "&t=app:1", None, CI_BUILD)
+    assert verdict.allow
+    assert Need("session", "s1") in verdict.needs
+    assert Need("image", "app:1", missing_ok=True) in verdict.needs
+
+
+@pytest.mark.parametrize(
+    ("target", "rule"),
+    [
+        ("/build?version=2&remote=client-session", "build"),  # no session: no context either
+        ("/build?version=2&remote=client-session&session=", "build"),
+        ("/build?version=2&remote=Client-Session&session=s1", "build"),  # dockerd: exact
+        (BUILDKIT + "&remote=https://evil.example/ctx.git", "build"),
+        (BUILDKIT + "&networkmode=host", "build"),
+        (BUILDKIT + "&cgroupparent=/", "cgroup-parent"),
+        (BUILDKIT + "&isolation=hyperv", "build"),
+        (BUILDKIT + '&outputs=[{"Type":"registry","Attrs":{"name":"x"}}]', "build"),
+        (BUILDKIT + '&outputs=[{"type":"image","attrs":{"push":"true"}}]', "build"),
+        (BUILDKIT + "&outputs={not-json", "build"),
+        (BUILDKIT + '&outputs={"Type":"local"}', "build"),
+    ],
+)
+def test_buildkit_builds_are_judged_on_their_query(target, rule):
+    verdict = judge("POST", target.replace('"', "%22"), None, CI_BUILD)
+    assert not verdict.allow
+    assert verdict.rule == rule, verdict.reason
+
+
+def test_the_image_exporter_names_tags_that_need_ownership():
+    outputs = quote('[{"type":"moby","ATTRS":{"name":"a:1, b:2"}}]')
+    verdict = judge("POST", f"{BUILDKIT}&outputs={outputs}", None, CI_BUILD)
+    assert verdict.allow
+    assert {Need("image", "a:1", missing_ok=True), Need("image", "b:2", missing_ok=True)} <= set(
+        verdict.needs
+    )
+    for kind in ("local", "tar", "cacheonly"):
+        local = f'[{{"Type":"{kind}","Attrs":{{"dest":"/x"}}}}]'.replace('"', "%22")
+        assert judge("POST", f"{BUILDKIT}&outputs={local}", None, CI_BUILD).allow
