@@ -37,6 +37,9 @@ class Need:
     missing_ok: bool = False
     escape: str | None = None
     unclaimed_ok: bool = False
+    create: tuple[tuple[str, str], ...] | None = None
+    """(Volumes) when missing, the guard creates it owned, with these driver options, before
+    forwarding: dockerd would otherwise create it unlabelled, owned by nobody."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,6 +61,8 @@ class Review:
     rules: Rules
     findings: list[tuple[str, str]] = field(default_factory=list)
     needs: list[Need] = field(default_factory=list)
+    creates_volumes: bool = False
+    """Whether the request makes the named volumes it mounts (a container create)."""
 
     def deny(self, rule: str, reason: str) -> None:
         self.findings.append((rule, reason))
@@ -96,10 +101,14 @@ def _host_path(review: Review, source: str, where: str) -> None:
 _VOLUME_NAME = re.compile(r"[a-zA-Z0-9][a-zA-Z0-9_.-]+")
 
 
-def _volume(review: Review, name: str, where: str) -> None:
-    """A named volume: dockerd creates it if missing, so only someone else's is a problem."""
+def _volume(
+    review: Review, name: str, where: str, options: tuple[tuple[str, str], ...] = ()
+) -> None:
+    """A named volume: dockerd creates it if missing, so only someone else's is a problem;
+    on a container create the guard makes a missing one first, owned by the client."""
     if _VOLUME_NAME.fullmatch(name):
-        review.need("volume", name, missing_ok=True)
+        create = options if review.creates_volumes else None
+        review.needs.append(Need("volume", name, missing_ok=True, create=create))
     else:
         review.deny("mounts", f"{where}: {name!r} is neither a volume name nor a host path")
 
@@ -194,12 +203,17 @@ def _mount(review: Review, mount: GoValue, where: str) -> None:
     if kind == "bind":
         _host_path(review, source, where)
     elif kind == "volume":
-        if source:
-            _volume(review, source, where)
         options = mount.obj("VolumeOptions")
         driver = options.obj("DriverConfig") if options else None
+        opts: GoObject | None = None
         if driver:
-            volume_options(review, driver.string("Name"), driver.obj("Options"), where)
+            opts = driver.obj("Options")
+            volume_options(review, driver.string("Name"), opts, where)
+        if options:
+            _labels(review, options.get("Labels"), f"{where}.VolumeOptions.Labels")
+        if source:
+            pairs = tuple((k, v) for k, v in (opts.entries() if opts else {}).items())
+            _volume(review, source, where, tuple((k, v) for k, v in pairs if isinstance(v, str)))
     elif kind != "tmpfs":
         review.deny("mounts", f"{where}: mount type {kind!r}")
 
@@ -298,6 +312,7 @@ def container_create(review: Review, body: GoObject) -> None:
     for every daemon.
     """
     _labels(review, body.get("Labels"), "Labels")
+    review.creates_volumes = True
     host_config(review, body, "(top level)")
     nested = body.obj("HostConfig")
     if nested is not None:
@@ -360,6 +375,19 @@ def network_attach(review: Review, body: GoObject) -> None:
     _endpoint_settings(review, body.get("EndpointConfig"), "EndpointConfig")
 
 
+def _service_network(review: Review, network: GoValue, where: str) -> None:
+    """A swarm attachment (``{"Target": name-or-id}``): the host network is the host's."""
+    target = network.string("Target") if isinstance(network, GoObject) else None
+    if target is None:
+        review.deny("network", f"service {where}: attachment without a target")
+    elif target.strip().lower() == "host":
+        review.deny("namespaces", f"service {where}: the host network")
+    elif target not in _DEFAULT_NETWORKS:
+        review.need("network", target)
+    else:
+        review.deny("network", f"service {where}: network {target!r} is not a swarm network")
+
+
 def service_spec(review: Review, body: GoObject) -> None:
     """A swarm service: its container spec must be as harmless as a container."""
     _labels(review, body.get("Labels"), "Labels")
@@ -381,6 +409,9 @@ def service_spec(review: Review, body: GoObject) -> None:
         _mount(review, mount, "ContainerSpec.Mounts")
     if _present(spec.get("Sysctls")):
         review.deny("sysctls", "service Sysctls")
+    for where, networks in (("TaskTemplate.Networks", task), ("Networks", body)):
+        for network in networks.array("Networks") or ():
+            _service_network(review, network, where)
     resources = task.obj("Resources") or GoObject(())
     if _present((resources.obj("Reservations") or GoObject(())).get("GenericResources")):
         review.deny("devices", "service generic resources")

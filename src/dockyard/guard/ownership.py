@@ -19,7 +19,7 @@ import socket
 import ssl
 import struct
 from collections import OrderedDict
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import quote
@@ -111,9 +111,15 @@ class Resolver:
     """Settles a verdict's needs for one owner, with immutable answers cached by full ID."""
 
     def __init__(
-        self, lookups: Lookups, allow_bind: Iterable[str] = (), tags: TagBook | None = None
+        self,
+        lookups: Lookups,
+        allow_bind: Iterable[str] = (),
+        tags: TagBook | None = None,
+        stamp: Mapping[str, str] | None = None,
     ) -> None:
         self.lookups = lookups
+        self.stamp = dict(stamp or {})
+        """Labels for the volumes the guard creates for a client, besides its owner's."""
         self.allow_bind = tuple(allow_bind)
         self.cache: OrderedDict[tuple[str, str], tuple[str | None, str]] = OrderedDict()
         self.tags = tags or TagBook()
@@ -139,9 +145,43 @@ class Resolver:
             found = (container[0] if container else None, ref)
         else:
             found = (_owner_label(kind, body), _ident(kind, body))
-        if kind != "image" and found[1] == ref:
-            self._keep(kind, found)
+        if kind not in ("image", "volume") and found[1] == ref:
+            self._keep(kind, found)  # (a volume's name can be reused: never kept)
         return found
+
+    async def _create_volume(self, need: Need, owner: str) -> str | None:
+        """Make the volume a container create names, owned by ``owner``; why it failed."""
+        body = {
+            "Name": need.ref,
+            "Labels": {**self.stamp, labels.OWNER: owner},
+            "DriverOpts": dict(need.create or ()),
+        }
+        try:
+            status, made = await self.lookups.request_json("POST", "/volumes/create", body)
+        except (OSError, HTTPError, ValueError) as exc:
+            return f"creating volume {need.ref!r} failed: {exc}"
+        if status != 201 or not isinstance(made, dict):
+            return f"creating volume {need.ref!r} answered {status}"
+        if _owner_label("volume", made) != owner:  # made by someone else meanwhile
+            return f"volume {need.ref!r} belongs to another owner"
+        return None
+
+    async def _anonymous_owner(self, name: str) -> str | None:
+        """The owner of an unlabelled anonymous volume (dockerd names them by 64 hex digits):
+        the one owner of every container using it, read from the engine each time."""
+        if not _FULL_ID.fullmatch(name):
+            return None
+        query = quote(json.dumps({"volume": [name]}), safe="")
+        try:
+            status, found = await self.lookups.get_json(f"/containers/json?all=1&filters={query}")
+        except (OSError, HTTPError, ValueError) as exc:
+            raise OwnershipLookupError(
+                f"looking up users of volume {name!r} failed: {exc}"
+            ) from None
+        if status != 200 or not isinstance(found, list) or not found:
+            return None
+        owners = {(item.get("Labels") or {}).get(labels.OWNER) for item in found}
+        return owners.pop() if len(owners) == 1 else None
 
     def _keep(self, kind: str, found: tuple[str | None, str]) -> None:
         """Remember an owner by full ID: IDs are never reused, and labels never change."""
@@ -197,10 +237,20 @@ class Resolver:
             if found is None:
                 if need.kind == "image":
                     self.tags.gone(need.ref)
+                if need.create is not None:
+                    problem = await self._create_volume(need, owner)
+                    if problem:
+                        return Settlement(False, problem)
+                    continue
                 if need.missing_ok:
                     continue
                 return Settlement(False, f"no such {need.kind}: {need.ref}", status=404)
             label, ident = found
+            if need.kind == "volume" and label is None:
+                try:
+                    label = await self._anonymous_owner(need.ref)
+                except OwnershipLookupError as exc:
+                    return Settlement(False, str(exc))
             mine = label == owner
             if need.kind == "image" and label is None:
                 # An unstamped image (pulled, or a base) moves by tag: whoever tagged it here.

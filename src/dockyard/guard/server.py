@@ -159,7 +159,10 @@ class Guard:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         self.resolver = ownership.Resolver(
-            Lookups(settings.upstream), settings.profile.rules.allow_bind, settings.tags
+            Lookups(settings.upstream),
+            settings.profile.rules.allow_bind,
+            settings.tags,
+            {**settings.stamp},
         )
         self.servers: list[asyncio.Server] = []
         self.connections: set[asyncio.Task[None]] = set()

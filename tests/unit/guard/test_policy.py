@@ -305,7 +305,11 @@ SERVICE = {"Name": "s", "TaskTemplate": {"ContainerSpec": {"Image": "alpine"}}}
      ({"CapabilityAdd": ["CAP_SYS_ADMIN"]}, "capabilities"),
      ({"Privileges": {"Seccomp": {"Mode": "unconfined"}}}, "security-options"),
      ({"Privileges": {"AppArmor": {"Mode": "disabled"}}}, "security-options"),
-     ({"Sysctls": {"net.ipv4.ip_forward": "1"}}, "sysctls")],
+     ({"Sysctls": {"net.ipv4.ip_forward": "1"}}, "sysctls"),
+     ({"Mounts": [{"Type": "image", "Source": "app", "Target": "/i"}]}, "mounts"),
+     ({"Mounts": [{"Type": "volume", "Source": "v1", "VolumeOptions": {"DriverConfig": {
+         "Name": "local", "Options": {"type": "none", "o": "bind", "device": "/etc"}}}}]},
+      "mounts")],
 )  # fmt: skip
 def test_service_specs_carry_the_same_escapes(spec, rule):
     body = {"Name": "s", "TaskTemplate": {"ContainerSpec": {"Image": "alpine", **spec}}}
@@ -689,3 +693,59 @@ def test_the_image_exporter_names_tags_that_need_ownership():
     for kind in ("local", "tar", "cacheonly"):
         local = f'[{{"Type":"{kind}","Attrs":{{"dest":"/x"}}}}]'.replace('"', "%22")
         assert judge("POST", f"{BUILDKIT}&outputs={local}", None, CI_BUILD).allow
+
+
+def test_a_create_makes_the_named_volumes_it_mounts_owned():
+    tmpfs = {"Name": "local", "Options": {"type": "tmpfs", "device": "tmpfs"}}
+    body = create(
+        {
+            "Binds": ["cache:/c"],
+            "Mounts": [
+                {"Type": "volume", "Source": "mv", "VolumeOptions": {"DriverConfig": tmpfs}}
+            ],
+        }
+    )
+    verdict = judge("POST", "/containers/create", body)
+    assert verdict.allow
+    assert Need("volume", "cache", True, create=()) in verdict.needs
+    assert Need("volume", "mv", True, create=(("type", "tmpfs"), ("device", "tmpfs"))) in (
+        verdict.needs
+    )
+    # a service's mounts are made by swarm on its nodes, not here
+    service = {"TaskTemplate": {"ContainerSpec": {"Mounts": [{"Type": "volume", "Source": "sv"}]}}}
+    profile = dataclasses.replace(CI, allow=CI.allow | {"service.*"})
+    assert Need("volume", "sv", True) in judge("POST", "/services/create", service, profile).needs
+
+
+def test_a_mount_cannot_label_the_volume_it_makes_as_someone_elses():
+    owner = {"Labels": {"io.dockyard.owner": "b"}}
+    mount = {"Type": "volume", "Source": "vv", "VolumeOptions": owner}
+    verdict = judge("POST", "/containers/create", create({"Mounts": [mount]}))
+    assert not verdict.allow
+    assert verdict.rule == "labels"
+
+
+@pytest.mark.parametrize(
+    "task",
+    [{"Networks": [{"Target": "host"}]}, {"Networks": [{"target": "HOST"}]},
+     {"networks": [{"Target": "ci"}, {"Target": "host"}]}],
+)  # fmt: skip
+def test_a_service_cannot_join_the_host_network_through_its_task_template(task):
+    body = {"Name": "s", "TaskTemplate": {"ContainerSpec": {"Image": "alpine"}, **task}}
+    profile = dataclasses.replace(CI, allow=CI.allow | {"service.*"})
+    verdict = judge("POST", "/services/create", body, profile)
+    assert (verdict.allow, verdict.rule) == (False, "namespaces"), verdict.reason
+    legacy = {"Name": "s", "TaskTemplate": {"ContainerSpec": {}}, "Networks": task.get("Networks")}
+    if legacy["Networks"]:
+        assert not judge("POST", "/services/create", legacy, profile).allow
+
+
+def test_a_service_network_must_be_the_clients_own():
+    body = {"TaskTemplate": {"ContainerSpec": {}, "Networks": [{"Target": "ci-net"}]}}
+    profile = dataclasses.replace(CI, allow=CI.allow | {"service.*"})
+    assert Need("network", "ci-net") in judge("POST", "/services/create", body, profile).needs
+
+
+def test_image_mounts_are_denied_on_containers_too():
+    mount = {"Type": "image", "Source": "app:1", "Target": "/i"}
+    assert judge("POST", "/containers/create", create({"Mounts": [mount]})).rule == "mounts"
