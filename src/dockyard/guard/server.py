@@ -50,7 +50,7 @@ SMALL_BODY = 64 * 1024
 
 MAX_CONNECTIONS = 2048
 
-ROLE_GUARDED = "guarded"
+ROLE_GUARDED = labels.ROLE_GUARDED
 """The role label of objects created by clients of a guard."""
 
 HIJACKING = frozenset({"container.attach", "exec.start"})

@@ -23,12 +23,14 @@ from pathlib import Path
 
 from dockyard import state
 from dockyard.errors import DockyardError
+from dockyard.guard.tagbook import TagBook
 
 SOCKET_NAME = "guard.sock"
 SOCKET_DIR = "socket"  # the only part the CI container sees
 MOUNT = "/run/dockyard"
 UPSTREAM = "unix:///var/run/docker.sock"
 READY_SECONDS = 10.0
+TAGS_FILE = "tags.json"
 
 
 @dataclass(frozen=True)
@@ -65,8 +67,16 @@ def argv(stack: str, socket_mode: str) -> list[str]:
     return [
         sys.executable, "-m", "dockyard", "guard", "--upstream", UPSTREAM,
         "--listen", listen, "--profile", "ci-build",
-        "--audit-log", str(audit_log(stack)), "--tags-file", str(_folder(stack) / "tags.json"),
+        "--audit-log", str(audit_log(stack)), "--tags-file", str(_folder(stack) / TAGS_FILE),
     ]  # fmt: skip
+
+
+def tags(stack: str) -> list[str]:
+    """The image tags the stack's CI put on images through its guard (its tag records)."""
+    path = _folder(stack) / TAGS_FILE
+    if not path.exists():
+        return []
+    return [tag for owned in TagBook(path).owners.values() for tag in owned]
 
 
 def current(stack: str) -> GuardState | None:

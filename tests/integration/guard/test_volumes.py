@@ -4,6 +4,7 @@ client whose create made them, on the real engine."""
 from __future__ import annotations
 
 import secrets
+import time
 
 import pytest
 
@@ -68,6 +69,12 @@ def test_anonymous_volumes_are_the_owners_and_go_with_rm_v(guard, owners, docker
     guard.docker(alice, "rm", "-v", made)
     assert not docker_client.volumes.list(filters={"name": anonymous})
     # --rm removes its anonymous volume too
-    before = {volume.name for volume in docker_client.volumes.list()}
-    guard.docker(alice, "run", "--rm", "-v", "/scratch", BASE, "true")
-    assert {volume.name for volume in docker_client.volumes.list()} <= before
+    running = guard.docker(alice, "run", "-d", "--rm", "-v", "/scratch", BASE, "sleep", "30")
+    ident = running.stdout.decode().strip()
+    (scratch,) = [m["Name"] for m in docker_client.api.inspect_container(ident)["Mounts"]]
+    guard.docker(alice, "kill", ident)
+    for _ in range(100):
+        if not docker_client.volumes.list(filters={"name": scratch}):
+            break
+        time.sleep(0.05)
+    assert not docker_client.volumes.list(filters={"name": scratch})
