@@ -52,6 +52,10 @@ class Rules:
     """Capabilities that may be added (upper case, without ``CAP_``); never ``ALL``."""
     buildkit: bool = False
     """Whether BuildKit builds (sessions, ``version=2``, outputs) are allowed."""
+    grpc: bool = False
+    """Whether BuildKit's gRPC Control API (``POST /grpc``, buildx) is relayed. The guard
+    does not read its messages, and a Solve there can be granted host networking by dockerd
+    and name any tag: only a profile that says so explicitly relays it."""
 
 
 @dataclass(slots=True)
@@ -422,6 +426,11 @@ CLIENT_SESSION = "client-session"
 """The ``remote`` of a build whose context comes from the client's session (BuildKit)."""
 SESSION = "session"
 """The kind of need for a BuildKit session: one the client opened itself and holds open."""
+BUILD_ID = "build-id"
+"""The kind of need for a running build of the client's own (its ``buildid``)."""
+UPLOAD_REQUEST = "upload-request"
+"""The ``remote`` of a BuildKit build whose context tar is sent apart (tagged by build ID)."""
+_UPLOAD_PREFIX = UPLOAD_REQUEST + ":"
 _CLIENT_EXPORTERS = frozenset({"local", "tar", "cacheonly"})
 """Exporters that send the result back through the client's own session (or nowhere)."""
 _IMAGE_EXPORTER = "moby"
@@ -462,6 +471,12 @@ def build_tags(request: CanonicalRequest) -> list[str]:
     return [*request.params("t"), *build_outputs(Review(Rules(buildkit=True)), request)]
 
 
+def build_cancel(review: Review, request: CanonicalRequest) -> None:
+    """``/build/cancel?id=ID`` stops a build: only one of the client's own."""
+    for build_id in request.params("id"):
+        review.need(BUILD_ID, build_id)
+
+
 def build_query(review: Review, request: CanonicalRequest) -> None:
     """``POST /build`` reads everything from the query (every value counts, not just the
     first, so a repeated parameter cannot hide behind an innocent one). A BuildKit build
@@ -472,10 +487,16 @@ def build_query(review: Review, request: CanonicalRequest) -> None:
             review.deny("build", f"build networkmode={mode!r}")
     sessions = [value for value in request.params("session") if value]
     for remote in request.params("remote"):
-        if remote == CLIENT_SESSION and review.rules.buildkit and sessions:
+        if remote in (CLIENT_SESSION, UPLOAD_REQUEST) and review.rules.buildkit and sessions:
             continue
         if remote:
             review.deny("build", "remote build context")
+    build_ids = set(request.params("buildid"))
+    if len(build_ids) > 1:
+        review.deny("build", "a build with more than one buildid")
+    for build_id in build_ids:
+        if build_id.startswith(_UPLOAD_PREFIX):
+            review.need(BUILD_ID, build_id.removeprefix(_UPLOAD_PREFIX))
     if any(request.params("cgroupparent")):
         review.deny("cgroup-parent", "build cgroupparent")
     if request.params("securityopt"):

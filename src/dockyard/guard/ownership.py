@@ -25,7 +25,7 @@ from typing import Any
 from urllib.parse import quote
 
 from dockyard import labels
-from dockyard.guard.escapes import HOST_PATH, SESSION, Need, under_prefix
+from dockyard.guard.escapes import BUILD_ID, HOST_PATH, SESSION, Need, under_prefix
 from dockyard.guard.http import HTTPError
 from dockyard.guard.sessions import SessionBook
 from dockyard.guard.tagbook import TagBook
@@ -126,6 +126,8 @@ class Resolver:
         """Tags each owner created through the guard: theirs to move or delete later."""
         self.sessions = SessionBook()
         """BuildKit sessions open through the guard, by owner."""
+        self.builds = SessionBook()
+        """IDs of builds running through the guard, by owner."""
 
     async def _inspect(self, kind: str, ref: str) -> tuple[str | None, str] | None:
         """(owner label, ID) of an object, ``None`` when it does not exist."""
@@ -200,14 +202,14 @@ class Resolver:
         if isinstance(ident, str):
             self._keep(kind, (owner, ident))
 
-    async def _session(self, owner: str, ident: str) -> bool:
-        """Whether ``owner`` holds session ``ident``, waiting a little for it to open: a
-        BuildKit client opens its session and starts its build at the same time (dockerd
-        waits for the session too)."""
+    async def _claimed(self, book: SessionBook, owner: str, ident: str) -> bool:
+        """Whether ``owner`` holds ``ident``, waiting a little for it: a BuildKit client
+        opens its session, starts its build and uploads its context all at once (dockerd
+        waits for them too)."""
         loop = asyncio.get_running_loop()
         deadline = loop.time() + SESSION_WAIT
-        while not self.sessions.owns(owner, ident):
-            if ident in self.sessions.owners or loop.time() > deadline:
+        while not book.owns(owner, ident):
+            if ident in book.owners or loop.time() > deadline:
                 return False
             await asyncio.sleep(0.02)
         return True
@@ -226,9 +228,14 @@ class Resolver:
                 if problem:
                     return Settlement(False, problem)
                 continue
-            if need.kind == SESSION:
-                if not await self._session(owner, need.ref):
-                    return Settlement(False, f"BuildKit session {need.ref[:80]!r} is not yours")
+            if need.kind in (SESSION, BUILD_ID):
+                book, what = (
+                    (self.sessions, "BuildKit session")
+                    if need.kind == SESSION
+                    else (self.builds, "build")
+                )
+                if not await self._claimed(book, owner, need.ref):
+                    return Settlement(False, f"{what} {need.ref[:80]!r} is not yours")
                 continue
             try:
                 found = await self._inspect(need.kind, need.ref)

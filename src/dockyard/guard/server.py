@@ -32,7 +32,7 @@ from dockyard.guard.gojson import GoJSONError, decode_object
 from dockyard.guard.link import Link
 from dockyard.guard.policy import CREATES, Profile, Verdict, confine, deny, evaluate
 from dockyard.guard.request import UNKNOWN, CanonicalRequest, RequestError, canonicalize
-from dockyard.guard.sessions import SESSION_HEADER
+from dockyard.guard.sessions import SESSION_HEADER, UPLOAD_PREFIX
 from dockyard.guard.tagbook import TagBook
 from dockyard.guard.tlsstream import Writer
 from dockyard.guard.upstream import Lookups, Streams, Upstream
@@ -151,6 +151,8 @@ class Exchange:
     """The IDs the request's ownership needs resolved to."""
     answer: bytes = b""
     """dockerd's answer when small and sized (kept to learn what was created)."""
+    build_id: str | None = None
+    """The build ID this request holds until it is answered."""
 
 
 class Guard:
@@ -316,6 +318,8 @@ class Connection:
         except DeniedError as denied:
             return await self._refuse(record, denied)
         finally:
+            if exchange.build_id is not None:
+                self.guard.resolver.builds.release(exchange.build_id)
             if not record.status:
                 record.status = 502
             self.settings.audit.write(record)
@@ -359,6 +363,8 @@ class Connection:
                 verdict, status = deny("ownership", settled.reason), settled.status
         if verdict.allow and request.endpoint == "session":
             verdict = self._claim_session(exchange.head, verdict)
+        if verdict.allow and request.endpoint == "build":
+            verdict = self._claim_build(exchange, verdict)
         record.rule, record.reason = verdict.rule, verdict.reason
         if verdict.allow:
             return verdict
@@ -380,6 +386,18 @@ class Connection:
         if problem:
             return deny("buildkit", problem)
         self.session = idents[0]
+        return verdict
+
+    def _claim_build(self, exchange: Exchange, verdict: Verdict) -> Verdict:
+        """Hold a build's ID while it runs, so that only its client can send it a context
+        or cancel it (see :mod:`.sessions`)."""
+        ident = exchange.request.param("buildid") or ""
+        if not ident or ident.startswith(UPLOAD_PREFIX):
+            return verdict
+        problem = self.guard.resolver.builds.claim(self.owner, ident)
+        if problem:
+            return deny("build", problem)
+        exchange.build_id = ident
         return verdict
 
     async def _refuse(self, record: Record, denied: DeniedError) -> bool:
@@ -414,7 +432,9 @@ class Connection:
             if verdict.stamp_labels and request.endpoint == "build":
                 query = rewrite.with_build_labels(query, self._stamp(verdict))
         except rewrite.RewriteError as exc:
-            raise DeniedError(deny("filters", str(exc))) from None
+            # (a streamed body, not read, cannot be skipped: the connection closes after)
+            stream = exchange.framing.body is Body.STREAM
+            raise DeniedError(deny("filters", str(exc)), close=stream) from None
         ref = None
         if request.kind in REWRITTEN_REFS and request.ref is not None:
             ref = exchange.resolved.get((request.kind, request.ref))
@@ -553,7 +573,7 @@ async def _pipe(reader: http.Reader, writer: Writer) -> int:
             await writer.drain()
         if writer.can_write_eof():
             writer.write_eof()
-    except OSError:
+    except (OSError, RuntimeError):  # (uvloop: RuntimeError once the other side closed it)
         writer.close()
     return total
 

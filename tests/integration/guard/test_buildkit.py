@@ -169,7 +169,7 @@ def test_a_build_cannot_name_another_owners_session(guard, owners):
                 b"POST /session HTTP/1.1\r\nHost: d\r\nConnection: Upgrade\r\nUpgrade: h2c\r\n"
                 + f"X-Docker-Expose-Session-Uuid: {ident}\r\n\r\n".encode()
             )
-            assert b"already open" in taken.recv(4096)
+            assert b"already in use" in taken.recv(4096)
     # Once alice's session is gone, nothing of it stays behind for bob to use.
     status, body = _post(guard.sockets[bob], target)
     assert status == 403
