@@ -137,7 +137,8 @@ def _post(path: str, target: str) -> tuple[int, dict[str, str]]:
     sock.connect(path)
     with sock:
         sock.sendall(
-            f"POST {target} HTTP/1.1\r\nHost: docker\r\nContent-Length: 0\r\n\r\n".encode()
+            f"POST {target} HTTP/1.1\r\nHost: docker\r\nContent-Length: 0\r\n"
+            "Connection: close\r\n\r\n".encode()
         )
         data = b""
         while b"\r\n\r\n" not in data or not data.rstrip().endswith(b"}"):
@@ -174,3 +175,31 @@ def test_a_build_cannot_name_another_owners_session(guard, owners):
     status, body = _post(guard.sockets[bob], target)
     assert status == 403
     assert "is not yours" in body["message"]
+
+
+def test_only_the_builds_client_can_send_its_context_or_cancel_it(guard, owners):
+    """A tar context sent apart names its build by ID: another client naming it would feed
+    that build its own Dockerfile."""
+    alice, bob = owners
+    session, build = secrets.token_hex(12), secrets.token_hex(32)
+    held = _open_session(guard.sockets[alice], session)
+    waiting = socket.socket(socket.AF_UNIX)  # alice's build, waiting for its context
+    waiting.connect(guard.sockets[alice])
+    with held, waiting:
+        waiting.sendall(
+            f"POST /v1.41/build?version=2&remote=upload-request&session={session}"
+            f"&buildid={build}&t=up:{alice} HTTP/1.1\r\nHost: d\r\nContent-Length: 0\r\n\r\n".encode()
+        )
+        time.sleep(0.3)  # (the guard has claimed the ID once it forwarded the build)
+        status, body = _post(
+            guard.sockets[bob], f"/v1.41/build?version=2&buildid=upload-request:{build}"
+        )
+        assert status == 403
+        assert body["message"] == f"dockyard guard: ownership: build '{build}' is not yours"
+        status, body = _post(guard.sockets[bob], f"/v1.41/build/cancel?id={build}")
+        assert (status, body["message"]) == (
+            403,
+            f"dockyard guard: ownership: build '{build}' is not yours",
+        )
+        status, _ = _post(guard.sockets[alice], f"/v1.41/build/cancel?id={build}")
+        assert status == 200

@@ -749,3 +749,16 @@ def test_a_service_network_must_be_the_clients_own():
 def test_image_mounts_are_denied_on_containers_too():
     mount = {"Type": "image", "Source": "app:1", "Target": "/i"}
     assert judge("POST", "/containers/create", create({"Mounts": [mount]})).rule == "mounts"
+
+
+def test_a_context_sent_apart_and_a_cancel_need_the_clients_own_build():
+    upload = judge("POST", "/build?version=2&buildid=upload-request%3Ab1", None, CI_BUILD)
+    assert upload.allow
+    assert Need("build-id", "b1") in upload.needs
+    sent = judge(
+        "POST", "/build?version=2&remote=upload-request&session=s1&buildid=b1", None, CI_BUILD
+    )
+    assert sent.allow
+    assert Need("session", "s1") in sent.needs
+    assert judge("POST", "/build?buildid=a&buildid=b", None, CI_BUILD).rule == "build"
+    assert Need("build-id", "b1") in judge("POST", "/build/cancel?id=b1", None, CI_BUILD).needs
