@@ -188,7 +188,8 @@ def test_only_the_builds_client_can_send_its_context_or_cancel_it(guard, owners)
     with held, waiting:
         waiting.sendall(
             f"POST /v1.41/build?version=2&remote=upload-request&session={session}"
-            f"&buildid={build}&t=up:{alice} HTTP/1.1\r\nHost: d\r\nContent-Length: 0\r\n\r\n".encode()
+            f"&buildid={build}&t=up:{alice} HTTP/1.1\r\n"
+            "Host: d\r\nContent-Length: 0\r\n\r\n".encode()
         )
         time.sleep(0.3)  # (the guard has claimed the ID once it forwarded the build)
         status, body = _post(
