@@ -39,8 +39,18 @@ from dockyard.guard.upstream import Lookups, Streams, Upstream
 
 Mode = Literal["enforce", "warn", "audit"]
 
-IDLE_TIMEOUT = 300.0
-"""Seconds a connection may sit between requests, or spend sending a head and JSON body."""
+HEAD_TIMEOUT = 10.0
+"""Seconds a new connection has to send its first request's head and JSON body (clients
+connect when they have a request ready: a slow or half-sent head only holds a connection)."""
+
+IDLE_TIMEOUT = 120.0
+"""Seconds a kept-alive connection may sit between requests (or spend sending one's head
+and JSON body). Neither limit applies once a request is forwarded: long streams (``logs
+-f``, attach, builds) run as long as they run."""
+
+MAX_PER_CLIENT = 256
+"""Open connections one owner may hold at once (the guard's own limit is
+:data:`MAX_CONNECTIONS`): one client cannot starve the others."""
 
 ABANDON_DELAY = 2.0
 """Seconds a response keeps streaming after its client hung up."""
@@ -168,6 +178,8 @@ class Guard:
         )
         self.servers: list[asyncio.Server] = []
         self.connections: set[asyncio.Task[None]] = set()
+        self.per_owner: dict[str, int] = {}
+        """Open connections by owner (bounded by :data:`MAX_PER_CLIENT`)."""
 
     async def start(self) -> None:
         loop = asyncio.get_running_loop()
@@ -241,7 +253,26 @@ class Guard:
         )
         peer = writer.get_extra_info("peername")
         client = f"{listener.url}" + (f" {peer[0]}:{peer[1]}" if isinstance(peer, tuple) else "")
-        await Connection(self, reader, writer, owner, client).run()
+        held = self.per_owner.get(owner, 0)
+        if held >= MAX_PER_CLIENT:
+            self.settings.audit.write(
+                Record(client, owner, "", "", "deny", "connections", "too many", 503)
+            )
+            message = f"dockyard guard: connections: {owner} holds {held} open connections"
+            with contextlib.suppress(OSError):
+                writer.write(
+                    http.json_response(503, json.dumps({"message": message}).encode(), close=True)
+                )
+                await writer.drain()
+            writer.close()
+            return
+        self.per_owner[owner] = held + 1
+        try:
+            await Connection(self, reader, writer, owner, client).run()
+        finally:
+            self.per_owner[owner] -= 1
+            if not self.per_owner[owner]:
+                del self.per_owner[owner]
 
 
 class Connection:
@@ -265,6 +296,8 @@ class Connection:
         self.abandoned = False
         self.answering = False
         """Whether the current response has begun (an error then can only close)."""
+        self.served = 0
+        """Requests read on this connection so far."""
         self.session: str | None = None
         """The BuildKit session this connection holds open (once it is a ``/session``)."""
 
@@ -298,12 +331,14 @@ class Connection:
     async def _one(self) -> bool:
         """Serve one request; whether the connection stays open for another."""
         self.answering = False
-        timer = asyncio.get_running_loop().call_later(IDLE_TIMEOUT, self.writer.close)
+        limit = IDLE_TIMEOUT if self.served else HEAD_TIMEOUT
+        timer = asyncio.get_running_loop().call_later(limit, self.writer.close)
         try:
             raw = await http.read_head(self.reader)
             if raw is None:
                 return False
             head = http.parse_request(raw)
+            self.served += 1
             record = Record(self.client, self.owner, head.method, "")
             record.bytes_in = len(raw)
             try:
