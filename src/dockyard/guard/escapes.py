@@ -53,9 +53,8 @@ class Rules:
     buildkit: bool = False
     """Whether BuildKit builds (sessions, ``version=2``, outputs) are allowed."""
     grpc: bool = False
-    """Whether BuildKit's gRPC Control API (``POST /grpc``, buildx) is relayed. The guard
-    does not read its messages, and a Solve there can be granted host networking by dockerd
-    and name any tag: only a profile that says so explicitly relays it."""
+    """Whether BuildKit's gRPC Control API (``POST /grpc``, buildx) is allowed: the guard
+    reads its frames and judges each Solve (:mod:`.h2grpc`, :mod:`.solve`)."""
 
 
 @dataclass(slots=True)

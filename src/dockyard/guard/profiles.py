@@ -52,8 +52,9 @@ CI_BUILD = Profile(
     ),
     # copy is the pre-1.20 archive API, which CI clients no longer use.
     deny=frozenset({"container.copy"}),
-    # Every current CLI builds with BuildKit; its sessions are tied to their owner.
-    rules=Rules(buildkit=True),
+    # Every current CLI builds with BuildKit: sessions are tied to their owner, and buildx's
+    # /grpc is read frame by frame, each Solve judged.
+    rules=Rules(buildkit=True, grpc=True),
 )
 
 READ_ONLY = Profile(

@@ -25,7 +25,7 @@ from urllib.parse import parse_qs, urlsplit
 
 from dockyard import labels, state
 from dockyard.errors import DockyardError
-from dockyard.guard import escapes, http, ownership, rewrite, tlsstream
+from dockyard.guard import escapes, h2grpc, http, ownership, rewrite, solve, tlsstream
 from dockyard.guard.audit import AuditLog, Record
 from dockyard.guard.framing import IGNORED_BODY_LIMIT, Body, Framing, check
 from dockyard.guard.gojson import GoJSONError, decode_object
@@ -552,6 +552,10 @@ class Connection:
             return answer.keep_alive
         self.writer.write(raw)
         record.bytes_out += len(raw)
+        if answer.status == 101 and request.endpoint == "grpc" and self.settings.profile.escapes:
+            await self.writer.drain()
+            await GrpcRelay(self, record).run()
+            return False
         if answer.status == 101 or (
             pieces is None and answer.status == 200 and request.endpoint in HIJACKING
         ):
@@ -580,6 +584,95 @@ class Connection:
         self.writer.close()
         if self.upstream is not None:
             self.upstream[1].close()
+
+
+class GrpcRelay:
+    """buildx's ``/grpc`` after the switch to h2c: every frame the client sends is read
+    (:mod:`.h2grpc`) and each gRPC message judged (:mod:`.solve`) before it goes on; a
+    refused call ends the connection with a gRPC error the client prints."""
+
+    def __init__(self, connection: Connection, record: Record) -> None:
+        self.connection = connection
+        self.record = record
+        self.inspector = h2grpc.Inspector()
+        self.answers = h2grpc.Answers()
+        self.refs: list[str] = []
+        """The Solve refs this connection holds (their Status is this client's to follow)."""
+
+    async def run(self) -> None:
+        connection = self.connection
+        up_reader, up_writer = await connection._upstream()
+        down = asyncio.get_running_loop().create_task(self._down(up_reader))
+        try:
+            await self._up(up_writer)
+        except h2grpc.H2Error as exc:
+            self.record.verdict, self.record.rule, self.record.reason = "deny", "buildkit", str(exc)
+            answered = exc.stream in self.answers.answered
+            with contextlib.suppress(OSError, RuntimeError):
+                connection.writer.write(h2grpc.refusal(exc.stream, str(exc), answered=answered))
+                await connection.writer.drain()
+        finally:
+            down.cancel()
+            await asyncio.gather(down, return_exceptions=True)
+            up_writer.close()
+            for ref in self.refs:
+                connection.guard.resolver.builds.release(ref)
+
+    async def _down(self, up_reader: http.Reader) -> None:
+        writer = self.connection.writer
+        with contextlib.suppress(OSError, RuntimeError):
+            while piece := await up_reader.read(http.PIECE):
+                out = self.answers.feed(bytes(piece))
+                self.record.bytes_out += len(piece)
+                if out:
+                    writer.write(out)
+                    await writer.drain()
+            writer.close()
+
+    async def _up(self, up_writer: Writer) -> None:
+        reader = self.connection.reader
+        while piece := await reader.read(http.PIECE):
+            self.record.bytes_in += len(piece)
+            for event in self.inspector.feed(bytes(piece)):
+                if isinstance(event, bytes):
+                    up_writer.write(event)
+                    continue
+                problem = await self._judge(event)
+                if problem:
+                    raise h2grpc.H2Error(problem, event.stream)
+                for raw in self.inspector.release(event.stream):
+                    up_writer.write(raw)
+            await up_writer.drain()
+        if up_writer.can_write_eof():
+            up_writer.write_eof()
+
+    async def _judge(self, message: h2grpc.Message) -> str | None:
+        """Why a call's message is refused, or ``None`` once its needs are settled."""
+        connection = self.connection
+        resolver, owner = connection.guard.resolver, connection.owner
+        needs: list[escapes.Need] = []
+        try:
+            if message.method == solve.SOLVE:
+                found = solve.judge_solve(message.data)
+                needs += [escapes.Need("image", tag, missing_ok=True) for tag in found.tags]
+                needs += [escapes.Need(escapes.SESSION, sid) for sid in sorted(found.sessions)]
+            elif message.method == solve.STATUS:
+                needs.append(escapes.Need(escapes.BUILD_ID, solve.status_ref(message.data)))
+        except solve.SolveDeniedError as exc:
+            return str(exc)
+        if message.method == solve.SOLVE:
+            problem = resolver.builds.claim(owner, found.ref) if found.ref else None
+            if problem:
+                return problem
+            if found.ref:
+                self.refs.append(found.ref)
+        if connection.settings.profile.ownership and needs:
+            settled = await resolver.settle(needs, owner)
+            if not settled.ok:
+                return settled.reason
+        if message.method == solve.SOLVE and found.tags:
+            connection.settings.tags.record(owner, found.tags)
+        return None
 
 
 def _created_tags(request: CanonicalRequest) -> list[str]:

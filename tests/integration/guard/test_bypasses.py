@@ -6,7 +6,6 @@ from __future__ import annotations
 import io
 import secrets
 import shutil
-import socket
 import subprocess
 import tarfile
 
@@ -55,19 +54,6 @@ def test_a_context_with_two_dockerfiles_cannot_claim_another_owner(
     assert found[labels.OWNER] == alice
     denied = guard.docker(bob, "rmi", ref, check=False)
     assert b"belongs to another owner" in denied.stderr, denied.stderr
-
-
-def test_buildx_grpc_is_refused_with_the_guards_message(guard, owners):
-    """``POST /grpc`` would carry Solve requests the guard does not read: refused."""
-    sock = socket.socket(socket.AF_UNIX)
-    sock.connect(guard.sockets[owners[0]])
-    with sock:
-        sock.sendall(
-            b"POST /grpc HTTP/1.1\r\nHost: docker\r\nConnection: Upgrade\r\nUpgrade: h2c\r\n\r\n"
-        )
-        answer = sock.recv(4096)
-    assert answer.startswith(b"HTTP/1.1 403"), answer
-    assert b"dockyard guard: buildkit: BuildKit's gRPC API (buildx) is not policed" in answer
 
 
 def test_a_name_made_again_by_another_owner_does_not_inherit_the_old_rights(

@@ -97,11 +97,11 @@ def test_socket_proxy_post_1_and_actions():
     assert from_socket_proxy_env({"GRPC": "1"}).rules.grpc
 
 
-def test_ci_build_allows_buildkit_sessions_but_not_the_unread_grpc_api():
+def test_ci_build_allows_buildkit_and_a_policy_can_turn_grpc_off():
     assert CI_BUILD.rules.buildkit
-    assert not CI_BUILD.rules.grpc
-    opted = load_policy("profiles:\n  bx: {extends: ci-build, grpc: true}\n")["bx"]
-    assert opted.rules.grpc
+    assert CI_BUILD.rules.grpc
+    closed = load_policy("profiles:\n  bx: {extends: ci-build, grpc: false}\n")["bx"]
+    assert not closed.rules.grpc
 
 
 def test_socket_proxy_bad_switch():
