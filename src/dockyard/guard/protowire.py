@@ -86,17 +86,26 @@ def fields(data: bytes) -> Iterator[Field]:
             at += width
 
 
-def string_map(entry: Field) -> tuple[str, str]:
-    """One entry of a ``map<string, string>`` (a message of key 1 and value 2)."""
-    key = value = ""
+def map_entry(entry: Field) -> tuple[str, bytes]:
+    """One entry of a ``map<string, ...>`` (a message of key 1 and value 2), the value raw."""
+    key, value = "", b""
     for part in fields(entry.data()):
         if part.number == 1:
             key = part.text()
         elif part.number == 2:
-            value = part.text()
+            value = part.data()
         else:
             raise ProtoError(f"map entry field {part.number}")
     return key, value
+
+
+def string_map(entry: Field) -> tuple[str, str]:
+    """One entry of a ``map<string, string>``."""
+    key, value = map_entry(entry)
+    try:
+        return key, value.decode("utf-8")
+    except UnicodeDecodeError:
+        raise ProtoError(f"map value of {key[:40]!r} is not UTF-8 text") from None
 
 
 def encode_varint(value: int) -> bytes:

@@ -16,7 +16,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from dockyard import labels
-from dockyard.guard.protowire import Field, ProtoError, fields, string_map
+from dockyard.guard.protowire import ProtoError, fields, map_entry, string_map
 
 SERVICE = "/moby.buildkit.v1.Control/"
 SOLVE = SERVICE + "Solve"
@@ -87,7 +87,7 @@ def _solve(message: bytes, allowed: frozenset[str]) -> Solve:
             if part.text() not in allowed:
                 raise _deny(f"entitlement {part.text()[:40]!r} is not allowed by this profile")
         elif number == 10:
-            _name, definition = _definition_entry(part)
+            _name, definition = map_entry(part)
             definitions.append(definition)
         else:
             raise _deny(f"SolveRequest field {number} is not read by the guard")
@@ -103,18 +103,6 @@ def _solve(message: bytes, allowed: frozenset[str]) -> Solve:
     for definition in definitions:
         _definition(definition, found)
     return found
-
-
-def _definition_entry(entry: Field) -> tuple[str, bytes]:
-    key, value = "", b""
-    for part in fields(entry.data()):
-        if part.number == 1:
-            key = part.text()
-        elif part.number == 2:
-            value = part.data()
-        else:
-            raise ProtoError(f"map entry field {part.number}")
-    return key, value
 
 
 def _frontend_attr(key: str, value: str) -> None:
