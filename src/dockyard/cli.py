@@ -198,7 +198,7 @@ def engine_ls(
     table = Table("NAME", "STATE", "ENDPOINT", "NETWORK", "STORAGE", "PRIVILEGE", "CACHE", "IMAGE")
     for e in engines:
         table.add_row(
-            e.name, e.state, e.endpoint, e.network, e.storage_driver, e.privilege,
+            e.name, e.shown_state, e.endpoint, e.network, e.storage_driver, e.privilege,
             e.cache_volume, e.image,
         )  # fmt: skip
     out.print(table)
