@@ -11,14 +11,16 @@ import tempfile
 import time
 from collections.abc import Callable
 from contextlib import ExitStack
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from dockyard import archive, config, docker_api, exclusive, labels, pki, state
 from dockyard.engine import host, readiness
+from dockyard.engine.disk import DF, DiskUse, parse_df
 from dockyard.engine.spec import (
+    DATA_ROOT,
     PROBE_TLS_DIR,
     SERVER_TLS_DIR,
     STORAGE_DRIVER,
@@ -47,6 +49,7 @@ class EngineInfo:
     cache_volume: str
     mtu: int
     ready: bool  # proven ready once: its restart policy is set only then
+    disk: DiskUse | None = None  # its data root's size and free space, when asked and running
 
     @property
     def shown_state(self) -> str:
@@ -208,12 +211,27 @@ def _make_objects(
     return cid
 
 
-def ls(client: docker_api.DockerClient | None = None) -> list[EngineInfo]:
+def ls(client: docker_api.DockerClient | None = None, *, disk: bool = False) -> list[EngineInfo]:
+    """Engines read back from labels; with ``disk``, each running one's data root usage."""
     client = client or docker_api.shared()
     found = client.api.containers(all=True, filters={"label": labels.selector(labels.ROLE_ENGINE)})
-    return sorted(
-        (_describe(client.api.inspect_container(c["Id"])) for c in found), key=lambda e: e.name
-    )
+    engines = [_describe(client.api.inspect_container(c["Id"])) for c in found]
+    if disk:
+        engines = [replace(e, disk=data_root(client, e.container)) for e in engines]
+    return sorted(engines, key=lambda e: e.name)
+
+
+def data_root(client: docker_api.DockerClient, container: str) -> DiskUse | None:
+    """Size and free space of an engine's data root, as its daemon sees it (None when it
+    does not run)."""
+    try:
+        exec_id = client.api.exec_create(container, [*DF, DATA_ROOT])["Id"]
+        output = client.api.exec_start(exec_id).decode(errors="replace")
+        if client.api.exec_inspect(exec_id).get("ExitCode") != 0:
+            return None
+    except docker_api.APIError:
+        return None
+    return parse_df(output, DATA_ROOT)
 
 
 def get(name: str, client: docker_api.DockerClient | None = None) -> EngineInfo:
