@@ -5,13 +5,16 @@ gc reclaims what the dead run left, and nothing labelled remains once the object
 from __future__ import annotations
 
 import json
+import signal
+import socket
+import time
 
 import pytest
 
 from dockyard.engine import service
 from dockyard.images import recipes
 
-from .conftest import dockyard, kill_at, labelled, named_networks
+from .conftest import dockyard, kill_at, labelled, named_networks, start, wait_for_line
 
 pytestmark = pytest.mark.docker
 BASE = recipes.recipe(recipes.BASE).ref
@@ -111,3 +114,64 @@ def test_doctor_names_a_missing_base_image_and_up_seeds_it(stack_file, docker_cl
         "engine"
     ] == "completed"
     assert dockyard("doctor", "--stack", name).code == 0
+
+
+def ping(sock, tries=100):
+    """The guard prints 'guarding' as it starts its loop: the first accept follows soon."""
+    for _ in range(tries):
+        with socket.socket(socket.AF_UNIX) as client:
+            client.settimeout(10)
+            try:
+                client.connect(str(sock))
+            except ConnectionRefusedError:
+                time.sleep(0.05)
+                continue
+            client.sendall(b"GET /_ping HTTP/1.1\r\nHost: docker\r\n\r\n")
+            return client.recv(4096)
+    raise AssertionError(f"nothing accepts on {sock}")
+
+
+def test_guard_killed_then_started_again_on_its_socket(tmp_path):
+    sock = tmp_path / "guard.sock"
+    argv = ("guard", "--listen", f"unix://{sock}?owner=crash", "--audit-log", str(tmp_path / "a"))
+    first = start(*argv)
+    wait_for_line(first, "guarding")
+    assert ping(sock).startswith(b"HTTP/1.1 200")
+    first.send_signal(signal.SIGKILL)
+    first.communicate()
+    assert sock.exists()  # what a killed guard leaves: a socket nobody listens on
+    process = start(*argv)
+    try:
+        wait_for_line(process, "guarding")
+        assert ping(sock).startswith(b"HTTP/1.1 200")
+    finally:
+        process.send_signal(signal.SIGTERM)
+        process.communicate(timeout=30)
+    assert process.returncode == 0
+
+
+def test_serve_and_lease_killed_then_served_leased_and_reclaimed(
+    tmp_path, docker_client, engine_image, unique
+):
+    pool = unique("kp").replace("-", "")
+    config = tmp_path / "pools.yaml"
+    config.write_text(
+        f"pools:\n  - name: {pool}\n    image: {engine_image}\n    warm: 1\n    max: 2\n"
+    )
+    server = f"unix://{tmp_path}/serve.sock"
+    serve = ("serve", "--listen", server, "--config", str(config))
+    kill_at("serving", *serve)  # its first warm engine is being made
+    process = start(*serve)
+    try:
+        wait_for_line(process, "serving")
+        lines = kill_at("# lease", "lease", "--pool", pool, "--server", server)
+        lease_id = lines[-1].split()[2].rstrip(":")
+        listed = dockyard("leases", "--server", server, "--json")
+        assert lease_id in {item["id"] for item in json.loads(listed.stdout)}
+        assert dockyard("release", lease_id, "--server", server).code == 0
+    finally:
+        process.send_signal(signal.SIGTERM)
+        process.communicate(timeout=60)
+    swept = dockyard("gc", "--grace", "0s")
+    assert swept.code == 0, swept.stderr
+    assert labelled(docker_client, pool=pool) == []
