@@ -117,13 +117,13 @@ def test_doctor_names_a_missing_base_image_and_up_seeds_it(stack_file, docker_cl
 
 
 def ping(sock, tries=100):
-    """The guard prints 'guarding' as it starts its loop: the first accept follows soon."""
+    """The guard prints 'guarding' before its loop binds: the first accept follows soon."""
     for _ in range(tries):
         with socket.socket(socket.AF_UNIX) as client:
             client.settimeout(10)
             try:
                 client.connect(str(sock))
-            except ConnectionRefusedError:
+            except (ConnectionRefusedError, FileNotFoundError):
                 time.sleep(0.05)
                 continue
             client.sendall(b"GET /_ping HTTP/1.1\r\nHost: docker\r\n\r\n")
