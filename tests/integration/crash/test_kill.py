@@ -29,12 +29,12 @@ def listed(name):
 def test_engine_create_killed_then_created_again(point, docker_client, engine_image, unique):
     name = unique("kc")
     kill_at(point, "engine", "create", name)
-    left = listed(name)
-    if left is not None:  # the container was made: shown as never ready, never as existing
-        assert left["ready"] is False
-        assert "never ready" in dockyard("engine", "ls").stdout
-    again = dockyard("engine", "create", name)
+    left, table = listed(name), dockyard("engine", "ls").stdout
+    again = dockyard("engine", "create", name)  # resumes: it never was an engine to use
     assert again.code == 0, again.stderr
+    if left is not None:  # the container was made: shown as never ready, never as existing
+        assert left.get("ready") is False
+        assert "never ready" in table
     assert listed(name)["ready"] is True
     assert len(named_networks(docker_client, f"dockyard-{name}")) == 1
     assert dockyard("engine", "rm", name, "--volumes").code == 0
@@ -78,14 +78,18 @@ def test_demo_killed_leaves_nothing_gc_or_down_cannot_reclaim(
 ):
     name, path = stack_file
     assert dockyard("up", "-f", str(path)).code == 0
-    kill_at("waiting for", "demo", "--stack", name)  # while its verify engine starts
     verify = f"{name}-verify-"
-    assert any(verify in item for item in labelled(docker_client, stack=name))
+
+    def verifiers():
+        return [item for item in labelled(docker_client) if verify in item]
+
+    kill_at("docker pull (fresh engine)", "demo", "--stack", name)  # its verify engine is up
+    assert verifiers()
     swept = dockyard("gc", "--grace", "0s", "--json")
     assert swept.code == 0, swept.stderr
-    assert not [item for item in labelled(docker_client, stack=name) if verify in item]
-    kill_at("docker pull (fresh engine)", "demo", "--stack", name)
-    assert any(verify in item for item in labelled(docker_client, stack=name))
+    assert verifiers() == []
+    kill_at("waiting for", "demo", "--stack", name)  # while its verify engine starts
+    assert verifiers()
     down = dockyard("down", "--stack", name, "--volumes")
     assert down.code == 0, down.stderr
     assert labelled(docker_client, stack=name) == []
