@@ -44,21 +44,27 @@ class Target:
     note: str = ""
 
 
-def host_target(environ: Mapping[str, str], engine_clients: Path) -> Target:
-    """Pure: dockyard's host engine from the environment; ``engine_clients`` is where
-    dockyard keeps its engines' client certificates (``engine env`` points there)."""
+def host_target(environ: Mapping[str, str], state: Path) -> Target:
+    """Pure: dockyard's host engine from the environment. ``state`` is dockyard's state
+    directory, where ``engine env`` and ``lease`` point DOCKER_CERT_PATH."""
     explicit = environ.get(HOST_ENV)
     if explicit:
         return Target(explicit, explicit)
     docker_host = environ.get("DOCKER_HOST", "")
     cert_path = Path(environ.get("DOCKER_CERT_PATH") or "/nonexistent").absolute()
-    if docker_host.startswith("tcp://") and cert_path.parent == engine_clients.absolute():
-        engine = cert_path.name.removeprefix("engine-")
+    own = {
+        (state / "pki" / "clients").absolute(): "engine",
+        (state / "leases").absolute(): "lease",
+    }
+    kind = own.get(cert_path.parent)
+    if docker_host.startswith("tcp://") and kind:
+        what = f"dockyard engine {cert_path.name.removeprefix('engine-')} (from dockyard "
+        what += "engine env)" if kind == "engine" else f"the engine of lease {cert_path.name}"
         return Target(
             DEFAULT_HOST,
             DEFAULT_HOST,
-            f"DOCKER_HOST={docker_host} is dockyard engine {engine} (from dockyard engine env), "
-            f"not dockyard's host engine: using {DEFAULT_HOST} (set {HOST_ENV} to choose)",
+            f"DOCKER_HOST={docker_host} is {what}, not dockyard's host engine: using "
+            f"{DEFAULT_HOST} (set {HOST_ENV} to choose)",
         )
     return Target(docker_host or DEFAULT_HOST)
 
@@ -67,7 +73,7 @@ def connect(timeout: int = 120) -> DockerClient:
     """A client of the host engine, or a one-line error saying none answers and what to do."""
     from dockyard import state
 
-    target = host_target(os.environ, state.state_dir() / "pki" / "clients")
+    target = host_target(os.environ, state.state_dir())
     if target.note:
         log.warning("note: %s", target.note)
     try:

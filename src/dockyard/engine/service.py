@@ -215,7 +215,12 @@ def ls(client: docker_api.DockerClient | None = None, *, disk: bool = False) -> 
     """Engines read back from labels; with ``disk``, each running one's data root usage."""
     client = client or docker_api.shared()
     found = client.api.containers(all=True, filters={"label": labels.selector(labels.ROLE_ENGINE)})
-    engines = [_describe(client.api.inspect_container(c["Id"])) for c in found]
+    engines = []
+    for listed in found:
+        try:  # listed, then removed by someone else: it is gone, not an error
+            engines.append(_describe(client.api.inspect_container(listed["Id"])))
+        except docker_api.NotFound:
+            continue
     if disk:
         engines = [replace(e, disk=data_root(client, e.container)) for e in engines]
     return sorted(engines, key=lambda e: e.name)
