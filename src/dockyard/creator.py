@@ -15,6 +15,13 @@ from pathlib import Path
 from dockyard import labels
 
 CREATOR = labels.PREFIX + "creator"
+"""On what lives only as long as its creator: gc reclaims it once that process is gone."""
+MAKER = labels.PREFIX + "maker"
+"""On every engine: the process that made it. Until it is ready, that process may still be at
+work on it: an engine whose maker is alive is never replaced or reclaimed."""
+ABANDONED_AFTER = 300.0
+"""A never-ready engine made on another host (its maker cannot be checked from here) is taken
+for abandoned after this long: far beyond any ready timeout in use."""
 
 
 def _start_time(pid: int) -> str | None:
@@ -44,3 +51,12 @@ def alive(tag: str) -> bool | None:
 
 def label() -> dict[str, str]:
     return {CREATOR: mine()}
+
+
+def abandoned(tag: str | None, age: float) -> bool:
+    """Whether a never-ready object's maker has given up on it: dead, unknown (made before
+    makers were recorded), or on another host and long past any ready timeout."""
+    if not tag:
+        return True
+    found = alive(tag)
+    return found is False or (found is None and age > ABANDONED_AFTER)

@@ -83,3 +83,12 @@ def test_a_creator_tag_is_alive_while_its_process_runs():
     host, pid, _ = creator.mine().split("/")
     assert creator.alive(f"{host}/{pid}/1") is False  # a reused pid is not the creator
     assert creator.alive(f"another-host/{pid}/1") is None  # cannot be known from here
+
+
+def test_a_never_ready_engine_is_abandoned_only_when_its_maker_cannot_still_be_at_work():
+    assert creator.abandoned(None, 0) is True  # made before makers were recorded
+    assert creator.abandoned(creator.mine(), 10**6) is False  # its maker runs: never
+    host, pid, _ = creator.mine().split("/")
+    assert creator.abandoned(f"{host}/{pid}/1", 0) is True  # dead (a reused pid)
+    assert creator.abandoned("elsewhere/1/1", 60) is False  # another host: wait
+    assert creator.abandoned("elsewhere/1/1", creator.ABANDONED_AFTER + 1) is True

@@ -16,7 +16,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from dockyard import archive, config, docker_api, exclusive, labels, pki, state
+from dockyard import archive, config, creator, docker_api, exclusive, labels, pki, state
 from dockyard.engine import host, readiness
 from dockyard.engine.disk import DF, DiskUse, parse_df
 from dockyard.engine.spec import (
@@ -164,7 +164,7 @@ def _decide(
         insecure_registries=options.insecure_registries,
         registry_mirrors=options.registry_mirrors,
         aliases=options.aliases,
-        extra_labels=dict(options.extra_labels),
+        extra_labels={creator.MAKER: creator.mine(), **options.extra_labels},
     )
     return spec, network_exists
 
@@ -379,10 +379,18 @@ def _refuse_taken_name(client: docker_api.DockerClient, name: str, progress: Pro
         return
     found = existing["Config"].get("Labels") or {}
     if found.get(labels.ROLE) == labels.ROLE_ENGINE and labels.is_managed(found):
-        if not _ready(existing):
+        maker = found.get(creator.MAKER)
+        if not _ready(existing) and creator.abandoned(maker, _age(existing)):
             progress(f"replacing engine {name}, which never became ready")
             client.api.remove_container(existing["Id"], force=True, v=True)
             return
+        if not _ready(existing):
+            raise DockyardError(
+                f"engine {name} is being created by another dockyard process ({maker}), "
+                "with another state directory: it was left to that process",
+                fix=f"wait for it, then: dockyard engine ls (or remove it: dockyard engine rm "
+                f"{name})",
+            )
         raise DockyardError(
             f"engine {name} already exists", fix=f"use it, or remove it: dockyard engine rm {name}"
         )
@@ -489,6 +497,14 @@ def _describe(container: dict[str, Any]) -> EngineInfo:
         mtu=int(label("mtu") or 0),
         ready=_ready(container),
     )
+
+
+def _age(container: dict[str, Any]) -> float:
+    try:
+        made = datetime.fromisoformat(str(container.get("Created", "")))
+    except ValueError:
+        return 0.0
+    return (datetime.now(UTC) - made).total_seconds()
 
 
 def _ready(container: dict[str, Any]) -> bool:

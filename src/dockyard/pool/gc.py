@@ -388,9 +388,7 @@ def run(
         pool=pool,
         cert_dirs=cert_dirs(certs),
         orphaned=frozenset(tag for tag in _creators(found) if creator.alive(tag) is False),
-        creating=frozenset(
-            name for name in _standalone_engines(found) if exclusive.is_held("engine", name)
-        ),
+        creating=frozenset(_being_made(found, now)),
     )
     if not dry_run:
         for removal in removals:
@@ -404,11 +402,20 @@ def _creators(found: Inventory) -> set[str]:
     return {tag for own in objects if (tag := own.get(creator.CREATOR))}
 
 
-def _standalone_engines(found: Inventory) -> list[str]:
+def _being_made(found: Inventory, now: float) -> list[str]:
+    """Never-ready standalone engines a live process may still be making: its create holds
+    the lock here, or its maker lives (on another host: not yet long abandoned)."""
     return [
-        c.labels.get(labels.ENGINE, c.name)
+        name
         for c in found.containers
-        if c.labels.get(labels.ROLE) == labels.ROLE_ENGINE and not c.labels.get(inventory.POOL)
+        if c.labels.get(labels.ROLE) == labels.ROLE_ENGINE
+        and not c.labels.get(inventory.POOL)
+        and not c.ready
+        and (name := c.labels.get(labels.ENGINE, c.name))
+        and (
+            exclusive.is_held("engine", name)
+            or not creator.abandoned(c.labels.get(creator.MAKER), now - c.created_at)
+        )
     ]
 
 

@@ -11,7 +11,9 @@ import pytest
 from .conftest import dockyard, labelled, named_networks, start, wait_for_line
 
 pytestmark = pytest.mark.docker
-LOSER = re.compile(r"busy: another dockyard process|already exists|at the same moment")
+LOSER = re.compile(
+    r"busy: another dockyard process|being created by another|already exists|at the same moment"
+)
 
 
 def both(*args, envs=({}, {})):
