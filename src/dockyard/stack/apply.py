@@ -11,10 +11,11 @@ import contextlib
 import socket
 import time
 from collections.abc import Callable
+from contextlib import ExitStack
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from dockyard import config, docker_api, labels, pki
+from dockyard import config, docker_api, exclusive, labels, pki
 from dockyard.engine import client as engine_client
 from dockyard.engine import service
 from dockyard.errors import DockyardError
@@ -22,7 +23,6 @@ from dockyard.images import builder, recipes, resolve
 from dockyard.stack import guard as stack_guard
 from dockyard.stack import presets
 from dockyard.stack.plan import (
-    COMPONENT,
     REGISTRY_PORT,
     SPEC_HASH,
     Desired,
@@ -42,7 +42,7 @@ DOCKYARD_REGISTRY_STORAGE = "/var/lib/docker-registry"
 class Action:
     component: str
     name: str
-    action: str  # created | unchanged | recreated
+    action: str  # created | unchanged | recreated | completed (a killed run's half-done one)
 
 
 @dataclass
@@ -133,8 +133,23 @@ def up(
     client: docker_api.DockerClient | None = None,
     progress: Progress = _noop,
 ) -> UpReport:
-    """Bring the stack to ``cfg``; a second call with the same config changes nothing."""
+    """Bring the stack to ``cfg``; a second call with the same config changes nothing.
+
+    One ``up`` of a stack runs at a time on this host. A failed one removes what it created
+    (what existed before stays); one that was killed leaves its objects for the next to
+    finish: an engine that never became ready is recreated, one that lacks the base image
+    is seeded.
+    """
     client = client or docker_api.shared()
+    with exclusive.held("stack", cfg.name), ExitStack() as undo:
+        report = _up(client, cfg, progress, undo)
+        undo.pop_all()
+    return report
+
+
+def _up(
+    client: docker_api.DockerClient, cfg: config.StackConfig, progress: Progress, undo: ExitStack
+) -> UpReport:
     started = time.monotonic()
     report = UpReport(cfg.name, cfg.docker, warnings=mode_warnings(cfg))
     report.ci_environment = ci_environment(cfg)
@@ -144,6 +159,7 @@ def up(
     existing = {d.name: _inspect(client, d) for d in desired}
     _refuse_foreign(cfg.name, desired, existing)
     changed: set[str] = set()
+    base = recipes.recipe(recipes.BASE).ref
     for item in desired:
         found = existing[item.name]
         action = _action(item, found)
@@ -151,7 +167,13 @@ def up(
             progress(
                 f"{item.component} {item.name}: {'creating' if found is None else 'recreating'}"
             )
+            if found is None:
+                undo.callback(_undo, client, cfg.name, item)
             _apply(client, cfg, item, found, changed=changed, progress=progress)
+        elif item.kind == "engine" and not service.has_image(item.name, base, client=client):
+            progress(f"engine {item.name}: seeding {base}, which a stopped up did not")
+            _finish_engine(client, cfg, item.name)
+            action = "completed"
         elif item.kind in ("network", "volume") and found and _hash(found) != item.spec_hash:
             report.warnings.append(
                 f"{item.kind} {item.name} differs from the config; it is kept (data is never "
@@ -171,7 +193,27 @@ def _action(item: Desired, found: dict[str, Any] | None) -> str:
     if item.kind in ("network", "volume"):
         return "unchanged"  # never dropped implicitly: they hold data and connections
     running = found.get("State", {}).get("Running", False)
+    if item.kind == "engine":  # and proven ready: a killed create never set its mark
+        policy = (found.get("HostConfig") or {}).get("RestartPolicy") or {}
+        running = running and policy.get("Name") == "unless-stopped"
     return "unchanged" if _hash(found) == item.spec_hash and running else "recreated"
+
+
+def _undo(client: docker_api.DockerClient, stack: str, item: Desired) -> None:
+    """Remove what this failed run created under ``item``'s name: nothing it found."""
+    try:
+        if item.kind == "network":
+            client.api.remove_network(item.name)
+        elif item.kind == "volume":
+            client.api.remove_volume(item.name, force=True)
+        elif item.kind == "guard":
+            stack_guard.stop(stack)
+        elif item.kind == "engine":
+            service.rm(item.name, client=client)
+        else:
+            client.api.remove_container(item.name, force=True, v=True)
+    except (docker_api.APIError, DockyardError):
+        pass  # never created, or already gone: the original error matters
 
 
 def _apply(
@@ -185,7 +227,7 @@ def _apply(
 ) -> None:
     names = Names(cfg.name)
     if item.kind == "network":
-        client.api.create_network(item.name, labels=item.labels, **item.body)
+        exclusive.create_network(client, item.name, labels=item.labels, **item.body)
     elif item.kind == "volume":
         client.api.create_volume(item.name, labels=item.labels)
     elif item.kind == "guard":
@@ -196,8 +238,8 @@ def _apply(
             service.rm(item.name, client=client)  # keeps the cache volume
         options = config.EngineOptions.model_validate(item.body | {"extra_labels": item.labels})
         service.create(options, client=client, progress=progress)
-        service.seed(item.name, [recipes.recipe(recipes.BASE).ref], client=client)
-        _fill_certs(client, names, presets.get(cfg.ci.preset).uid)
+        progress(f"engine {item.name}: seeding {recipes.recipe(recipes.BASE).ref}")
+        _finish_engine(client, cfg, item.name)
     else:
         if found is not None:
             client.api.remove_container(item.name, force=True, v=True)
@@ -209,6 +251,13 @@ def _apply(
         if item.component == "ci" and preset.files:
             engine_client.put_files(client, cid, preset.files)
         client.api.start(cid)
+
+
+def _finish_engine(client: docker_api.DockerClient, cfg: config.StackConfig, engine: str) -> None:
+    """What a new engine needs before the CI can use it: the base image its builds start
+    FROM (it cannot pull), and its client certificates in the certs volume."""
+    service.seed(engine, [recipes.recipe(recipes.BASE).ref], client=client)
+    _fill_certs(client, Names(cfg.name), presets.get(cfg.ci.preset).uid)
 
 
 def _fill_certs(client: docker_api.DockerClient, names: Names, owner: int) -> None:
@@ -311,8 +360,9 @@ def down(
     removed = guarded_leftovers(stack, volumes=volumes, client=client)
     for container in client.api.containers(all=True, filters=selector):
         name = container["Names"][0].lstrip("/")
-        if container["Labels"].get(COMPONENT) == "engine":
-            service.rm(name, client=client)
+        if container["Labels"].get(labels.ROLE) == labels.ROLE_ENGINE:
+            # the stack's engine, and any verify engine a killed demo left on its network
+            service.rm(container["Labels"].get(labels.ENGINE, name), client=client)
         else:
             client.api.remove_container(container["Id"], force=True, v=True)
         removed.append(f"container {name}")
