@@ -7,6 +7,7 @@ not this stack's.
 
 from __future__ import annotations
 
+import contextlib
 import socket
 import time
 from collections.abc import Callable
@@ -354,10 +355,11 @@ def _refuse_foreign(
 def down(
     stack: str, *, volumes: bool = False, client: docker_api.DockerClient | None = None
 ) -> list[str]:
-    """Remove the stack's containers and network; its volumes only with ``volumes``."""
+    """Remove the stack's containers and network, and what its CI made through the stack's
+    guard; volumes (and the CI's images) only with ``volumes``."""
     client = client or docker_api.shared()
     selector = {"label": labels.selector(stack=stack)}
-    removed = []
+    removed = guarded_leftovers(stack, volumes=volumes, client=client)
     for container in client.api.containers(all=True, filters=selector):
         name = container["Names"][0].lstrip("/")
         if container["Labels"].get(labels.ROLE) == labels.ROLE_ENGINE:
@@ -377,3 +379,50 @@ def down(
             client.api.remove_volume(volume["Name"], force=True)
             removed.append(f"volume {volume['Name']}")
     return removed
+
+
+def guarded_leftovers(stack: str, *, volumes: bool, client: docker_api.DockerClient) -> list[str]:
+    """Remove what the stack's CI created through its guard (socket mode): the objects its
+    guard stamped with the stack as owner, and with ``volumes`` its volumes, the images it
+    built and the tags it put on shared images (from the guard's tag records). Nothing of
+    another owner or of the host carries that stamp, so nothing else is touched."""
+    selector = {"label": labels.selector(labels.ROLE_GUARDED, owner=stack)}
+    removed = []
+    for container in client.api.containers(all=True, filters=selector):
+        client.api.remove_container(container["Id"], force=True, v=True)
+        removed.append(f"container {container['Names'][0].lstrip('/')} (made by the CI)")
+    for network in client.api.networks(filters=selector):
+        client.api.remove_network(network["Id"])
+        removed.append(f"network {network['Name']} (made by the CI)")
+    if not volumes:
+        return removed
+    for volume in client.api.volumes(filters=selector).get("Volumes") or []:
+        client.api.remove_volume(volume["Name"], force=True)
+        removed.append(f"volume {volume['Name']} (made by the CI)")
+    tags = stack_guard.tags(stack)
+    built = client.api.images(filters=selector)
+    for image in built:
+        tags.extend(tag for tag in image.get("RepoTags") or [] if tag != "<none>:<none>")
+    for tag in dict.fromkeys(tags):
+        removed.extend(_untag(client, tag, stack))
+    for image in built:
+        with contextlib.suppress(docker_api.NotFound, docker_api.APIError):
+            client.api.remove_image(image["Id"])  # built but untagged (or tags gone above)
+            removed.append(f"image {image['Id'][7:19]} (built by the CI)")
+    return removed
+
+
+def _untag(client: docker_api.DockerClient, tag: str, stack: str) -> list[str]:
+    """Remove ``tag`` unless it now names another owner's image; what was removed."""
+    try:
+        found = client.api.inspect_image(tag)
+    except docker_api.NotFound:
+        return []
+    owner = (found.get("Config") or {}).get("Labels", {}) or {}
+    if owner.get(labels.OWNER, stack) != stack:
+        return []
+    try:
+        client.api.remove_image(tag)
+    except docker_api.APIError as exc:
+        return [f"kept image {tag}: {exc.explanation or exc}"]
+    return [f"image {tag} (tagged by the CI)"]
