@@ -17,7 +17,7 @@ from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from dockyard import docker_api, state
+from dockyard import docker_api, labels, state
 from dockyard.errors import DockyardError
 
 
@@ -100,3 +100,19 @@ def create_network(client: docker_api.DockerClient, name: str, **options: Any) -
         "was kept and this command stopped",
         fix="wait for the other command to finish, then run this one again",
     )
+
+
+def settle(client: docker_api.DockerClient, name: str) -> str | None:
+    """Heal a name a racer of an older dockyard left duplicated (Docker then refuses every
+    lookup of it as ambiguous): keep the winner, remove the other copies that are dockyard's
+    and empty. Returns the winner's ID, or None when no copy exists."""
+    copies = [n for n in client.api.networks(names=[name]) if n.get("Name") == name]
+    if not copies:
+        return None
+    kept = winner(copies)
+    for copy in copies:
+        own = copy.get("Labels") or {}
+        if copy["Id"] != kept and own.get(labels.MANAGED) == "true":
+            with contextlib.suppress(docker_api.APIError):
+                client.api.remove_network(copy["Id"])  # refused while it has endpoints
+    return kept

@@ -406,6 +406,7 @@ def _network_for(
 ) -> tuple[str, bool]:
     """The network to join and whether it already exists."""
     wanted = options.network or f"dockyard-{options.name}"
+    exclusive.settle(client, wanted)  # a name an older dockyard's race left duplicated
     try:
         net = client.api.inspect_network(wanted)
     except docker_api.NotFound:

@@ -296,6 +296,8 @@ def write_volume(
 def _inspect(client: docker_api.DockerClient, item: Desired) -> dict[str, Any] | None:
     if item.kind == "guard":
         return _guard_as_object(item)
+    if item.kind == "network":
+        exclusive.settle(client, item.name)  # a name an older dockyard's race left duplicated
     inspect = {
         "network": client.api.inspect_network,
         "volume": client.api.inspect_volume,

@@ -82,3 +82,24 @@ def test_gc_during_up_and_during_create_takes_nothing_being_made(
     assert create.returncode == 0
     assert dockyard("engine", "rm", engine, "--volumes").code == 0
     assert labelled(docker_client, engine=engine) == []
+
+
+def test_a_name_an_older_race_left_duplicated_is_healed(docker_client, engine_image, unique):
+    """Before the fix, two racing creates left two networks of one name, and every later
+    create failed with '2 matches found based on name'."""
+    from dockyard import labels
+
+    name = unique("rd")
+    for _ in range(2):
+        docker_client.api.create_network(
+            f"dockyard-{name}",
+            driver="bridge",
+            labels=labels.managed(labels.ROLE_NETWORK, engine=name),
+            check_duplicate=False,
+        )
+    assert len(named_networks(docker_client, f"dockyard-{name}")) == 2
+    created = dockyard("engine", "create", name)
+    assert created.code == 0, created.stderr
+    assert len(named_networks(docker_client, f"dockyard-{name}")) == 1
+    assert dockyard("engine", "rm", name, "--volumes").code == 0
+    assert labelled(docker_client, engine=name) == []
