@@ -598,25 +598,40 @@ class GrpcRelay:
         self.answers = h2grpc.Answers()
         self.refs: list[str] = []
         """The Solve refs this connection holds (their Status is this client's to follow)."""
+        self.failure: h2grpc.H2Error | None = None
+        self.pending: set[asyncio.Task[None]] = set()
+        """Messages judged apart (Status calls waiting for their Solve)."""
+        self.up: asyncio.Task[None]
 
     async def run(self) -> None:
         connection = self.connection
         up_reader, up_writer = await connection._upstream()
-        down = asyncio.get_running_loop().create_task(self._down(up_reader))
+        loop = asyncio.get_running_loop()
+        down = loop.create_task(self._down(up_reader))
+        self.up = loop.create_task(self._up(up_writer))
         try:
-            await self._up(up_writer)
+            await self.up
         except h2grpc.H2Error as exc:
-            self.record.verdict, self.record.rule, self.record.reason = "deny", "buildkit", str(exc)
-            answered = exc.stream in self.answers.answered
-            with contextlib.suppress(OSError, RuntimeError):
-                connection.writer.write(h2grpc.refusal(exc.stream, str(exc), answered=answered))
-                await connection.writer.drain()
+            self.failure = exc
+        except asyncio.CancelledError:
+            if self.failure is None:  # (the guard is closing, not a refusal)
+                raise
         finally:
-            down.cancel()
-            await asyncio.gather(down, return_exceptions=True)
+            for task in (down, *self.pending):
+                task.cancel()
+            await asyncio.gather(down, *self.pending, return_exceptions=True)
+            if self.failure is not None:
+                self._refuse(self.failure)
             up_writer.close()
             for ref in self.refs:
                 connection.guard.resolver.builds.release(ref)
+
+    def _refuse(self, exc: h2grpc.H2Error) -> None:
+        self.record.verdict, self.record.rule, self.record.reason = "deny", "buildkit", str(exc)
+        answered = exc.stream in self.answers.answered
+        with contextlib.suppress(OSError, RuntimeError):
+            self.connection.writer.write(h2grpc.refusal(exc.stream, str(exc), answered=answered))
+            self.connection.writer.close()
 
     async def _down(self, up_reader: http.Reader) -> None:
         writer = self.connection.writer
@@ -637,14 +652,31 @@ class GrpcRelay:
                 if isinstance(event, bytes):
                     up_writer.write(event)
                     continue
-                problem = await self._judge(event)
-                if problem:
-                    raise h2grpc.H2Error(problem, event.stream)
-                for raw in self.inspector.release(event.stream):
-                    up_writer.write(raw)
+                if event.method == solve.STATUS:
+                    # (judged apart: it waits for a Solve that may come behind it)
+                    task = asyncio.get_running_loop().create_task(self._apart(event, up_writer))
+                    self.pending.add(task)
+                    task.add_done_callback(self.pending.discard)
+                    continue
+                await self._pass(event, up_writer)
             await up_writer.drain()
         if up_writer.can_write_eof():
             up_writer.write_eof()
+
+    async def _pass(self, event: h2grpc.Message, up_writer: Writer) -> None:
+        """Forward a message's frames once it is judged harmless (else :class:`H2Error`)."""
+        problem = await self._judge(event)
+        if problem:
+            raise h2grpc.H2Error(problem, event.stream)
+        for raw in self.inspector.release(event.stream):
+            up_writer.write(raw)
+
+    async def _apart(self, event: h2grpc.Message, up_writer: Writer) -> None:
+        try:
+            await self._pass(event, up_writer)
+        except h2grpc.H2Error as exc:
+            self.failure = exc
+            self.up.cancel()
 
     async def _judge(self, message: h2grpc.Message) -> str | None:
         """Why a call's message is refused, or ``None`` once its needs are settled."""

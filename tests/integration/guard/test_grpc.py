@@ -96,11 +96,17 @@ class Client:
         self.decoder = hpack.Decoder()
         self.buffer = b""
         self.next_stream = 1
+        self.replies: dict[int, Reply] = {}
+        self.ended: set[int] = set()
         if self.switched:
             self.sock.sendall(h2grpc.PREFACE + h2grpc.frame(h2grpc.SETTINGS, 0, 0, b""))
 
     def call(self, method: str, message: bytes) -> Reply:
         """A unary call; the reply's status and message (gRPC trailers)."""
+        return self.read(self.send(method, message))
+
+    def send(self, method: str, message: bytes) -> int:
+        """Start a unary call; its stream."""
         stream = self.next_stream
         self.next_stream += 2
         headers = [(":method", "POST"), (":scheme", "http"), (":path", method),
@@ -112,51 +118,49 @@ class Client:
             h2grpc.frame(h2grpc.HEADERS, h2grpc.END_HEADERS, stream, block)
             + h2grpc.frame(h2grpc.DATA, h2grpc.END_STREAM, stream, body)
         )
-        return self._read(stream)
+        self.replies[stream] = Reply()
+        return stream
 
-    def _read(self, stream: int) -> Reply:
-        reply = Reply()
-        while True:
+    def read(self, stream: int) -> Reply:
+        """Frames until ``stream`` ends (those of other calls are kept for them)."""
+        while stream not in self.ended:
             while len(self.buffer) < 9 or len(self.buffer) < 9 + int.from_bytes(
                 self.buffer[:3], "big"
             ):
                 piece = self.sock.recv(65536)
                 if not piece:
-                    return reply
+                    return self.replies[stream]
                 self.buffer += piece
             length = int.from_bytes(self.buffer[:3], "big")
             kind, flags = self.buffer[3], self.buffer[4]
             sid = struct.unpack(">I", self.buffer[5:9])[0] & 0x7FFFFFFF
             payload = self.buffer[9 : 9 + length]
             self.buffer = self.buffer[9 + length :]
+            reply = self.replies.get(sid, Reply())
             if kind == h2grpc.SETTINGS and not flags & 1:
                 self._send(h2grpc.frame(h2grpc.SETTINGS, 1, 0, b""))
             elif kind == h2grpc.PING and not flags & 1:
                 self._send(h2grpc.frame(h2grpc.PING, 1, 0, payload))
             elif kind == h2grpc.GOAWAY:
-                reply.goaway = True
-            elif kind == h2grpc.HEADERS and sid == stream:
+                self.replies[stream].goaway = True
+            elif kind == h2grpc.HEADERS:
                 decoded = self.decoder.decode(payload, raw=True)
                 reply.headers += decoded
                 found = dict(decoded)
                 if b"grpc-status" in found:
                     reply.status = int(found[b"grpc-status"])
-                    raw = found.get(b"grpc-message", b"").decode()
-                    reply.message = urllib.parse.unquote(raw)
-                if flags & h2grpc.END_STREAM:
-                    return reply
-            elif kind == h2grpc.HEADERS:
-                self.decoder.decode(payload, raw=True)  # (keep the table in step)
-            elif kind == h2grpc.DATA and sid == stream:
+                    reply.message = urllib.parse.unquote(found.get(b"grpc-message", b"").decode())
+            elif kind == h2grpc.DATA:
                 reply.data += payload
                 if payload:  # give the window back
                     update = struct.pack(">I", len(payload))
                     self._send(
                         h2grpc.frame(h2grpc.WINDOW_UPDATE, 0, 0, update)
-                        + h2grpc.frame(h2grpc.WINDOW_UPDATE, 0, stream, update)
+                        + h2grpc.frame(h2grpc.WINDOW_UPDATE, 0, sid, update)
                     )
-                if flags & h2grpc.END_STREAM:
-                    return reply
+            if kind in (h2grpc.HEADERS, h2grpc.DATA) and flags & h2grpc.END_STREAM:
+                self.ended.add(sid)
+        return self.replies[stream]
 
     def _send(self, data: bytes) -> None:
         """An answer to the peer's control frames (it may have closed already: the guard
@@ -305,3 +309,16 @@ def test_bad_input_is_torn_down_and_other_connections_carry_on(clients, owners, 
     assert after.status == 0, after.message
     # and the bystander was never disturbed
     assert bystander.call(SOLVE, solve_request(ref(), mkfile_definition())).status == 0
+
+
+def test_status_sent_before_its_solve_on_one_connection_follows_it(clients, owners):
+    """buildx asks for a build's Status as it starts the Solve: the guard must not wait for
+    the Solve (behind the Status on the same connection) before passing the Status."""
+    client = clients(owners[0])
+    mine = ref()
+    status = client.send("/moby.buildkit.v1.Control/Status", encode(1, mine))
+    solved = client.send(SOLVE, solve_request(mine, mkfile_definition()))
+    assert client.read(solved).status == 0
+    followed = client.read(status)
+    assert followed.status == 0, followed.message
+    assert followed.data  # the build's vertexes streamed back
