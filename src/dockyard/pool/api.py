@@ -75,7 +75,8 @@ class Handler(BaseHTTPRequestHandler):
             case "GET", ["pools"]:
                 return 200, svc.pools()
             case "GET", ["leases"]:
-                return 200, [service.lease_dict(lease) for lease in svc.list_leases()]
+                found = svc.list_leases()
+                return 200, [service.lease_dict(lease, svc.held(lease.engine)) for lease in found]
             case "POST", ["leases"]:
                 body = self._body()
                 grant = svc.lease(
