@@ -83,12 +83,11 @@ ROOT={STORAGE}
 LIMIT_KB={limit_kb}
 TARGET_KB={target_kb}
 REGISTRY=/usr/bin/docker-registry
-[ -x "$REGISTRY" ] || REGISTRY=/bin/registry
 evict() {{
   used=$(du -sk "$ROOT" | cut -f1)
   [ "$used" -le "$LIMIT_KB" ] && return 0
   echo "dockyard-mirror: ${{used}}k used, limit ${{LIMIT_KB}}k: evicting oldest blobs" >&2
-  find "$ROOT/docker/registry/v2/blobs" -type f -name data -exec stat -c '%Y %s %n' {{}} + \\
+  find "$ROOT/docker/registry/v2/blobs" -type f -name data -printf '%T@ %s %p\\n' \\
     | sort -n | while read -r _ size path; do
       [ "$used" -le "$TARGET_KB" ] && break
       rm -rf "${{path%/data}}"

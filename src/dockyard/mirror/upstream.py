@@ -7,7 +7,9 @@ served: :func:`served` counts blob downloads from it.
 from __future__ import annotations
 
 import contextlib
+import http.client
 import re
+import time
 from collections import Counter
 from dataclasses import dataclass
 
@@ -46,7 +48,25 @@ def start(client: docker_api.DockerClient, name: str, network: str, image: str) 
     cid = client.api.create_container_from_config(body, name=name)["Id"]
     client.api.start(cid)
     port = int(client.api.port(cid, 5000)[0]["HostPort"])
+    _wait_ready(port)
     return Upstream(name, network, port)
+
+
+def _wait_ready(port: int, timeout: float = 30.0) -> None:
+    """Until ``GET /v2/`` answers: pushing earlier gets a reset connection."""
+    deadline = time.monotonic() + timeout
+    while True:
+        connection = http.client.HTTPConnection("127.0.0.1", port, timeout=2)
+        try:
+            connection.request("GET", "/v2/")
+            connection.getresponse().read()
+            return
+        except (OSError, http.client.HTTPException):
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.1)
+        finally:
+            connection.close()
 
 
 def push(client: docker_api.DockerClient, upstream: Upstream, image: str, as_name: str) -> str:

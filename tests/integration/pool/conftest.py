@@ -14,8 +14,8 @@ import pytest
 from dockyard import labels, pki
 from dockyard.engine import client as engine_client
 from dockyard.images import builder, recipes
-from dockyard.mirror import plan, upstream
 from dockyard.mirror import service as mirror
+from dockyard.mirror import upstream
 from dockyard.pool import gc, inventory, service
 from dockyard.pool.config import PoolConfig
 
@@ -129,7 +129,7 @@ def hub(docker_client, base_image):
     upstream.push(docker_client, found, base_image, "library/t14:1")
     yield found
     for cache in mirror.ls(docker_client):
-        if cache["Config"]["Labels"].get(plan.UPSTREAM, "").endswith(f"-{suffix}:5000"):
+        if network in cache["NetworkSettings"]["Networks"]:
             mirror.rm(docker_client, cache["Name"].lstrip("/"), volumes=True)
     upstream.remove(docker_client, found)
     for net in docker_client.api.networks(names=[network]):
