@@ -29,6 +29,7 @@ from dockyard.doctor.checks import (
     DaemonInfo,
     EngineTLS,
     Facts,
+    MirrorState,
     Network,
     Run,
     SocketStat,
@@ -68,6 +69,7 @@ def _host_view(client: docker_api.DockerClient, facts: Facts) -> Facts:
         ci=_container(client, names.ci),
         host_ca=_host_ca(),
         engine_tls=_engine_tls(client, engine) if engine.exists else None,
+        mirrors=_mirrors(client),
     )
 
 
@@ -97,6 +99,27 @@ def _ci_view(client: docker_api.DockerClient, facts: Facts) -> Facts:
 
 
 # --- the host engine's view ------------------------------------------------------------------
+
+
+def _mirrors(client: docker_api.DockerClient) -> tuple[MirrorState, ...]:
+    from dockyard.mirror import plan
+    from dockyard.mirror import service as mirror
+
+    found = []
+    for cache in mirror.ls(client):
+        name = cache["Name"].lstrip("/")
+        text = mirror.logs(client, name)
+        found.append(
+            MirrorState(
+                name=name,
+                upstream=(cache["Config"].get("Labels") or {}).get(plan.UPSTREAM, ""),
+                status=str(cache["State"]["Status"]),
+                networks=tuple(cache["NetworkSettings"]["Networks"]),
+                problem=plan.diagnose(text),
+                log_tail="\n".join(text.splitlines()[-LOG_LINES:]),
+            )
+        )
+    return tuple(found)
 
 
 def _container(client: docker_api.DockerClient, name: str) -> Container:

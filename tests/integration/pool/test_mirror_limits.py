@@ -14,6 +14,7 @@ import pytest
 
 from dockyard import labels
 from dockyard.config import MirrorConfig
+from dockyard.doctor import checks, gather
 from dockyard.mirror import plan, upstream
 from dockyard.mirror import service as mirror
 
@@ -100,3 +101,8 @@ def test_an_unreachable_upstream_is_named_and_the_cache_recovers(docker_client, 
     assert report["state"] == "running"  # the supervisor keeps retrying
     with pytest.raises((urllib.error.URLError, ConnectionError, OSError)):
         pull(address(docker_client, found.name, hub.network), "library/t14", "1")
+    # doctor names it, whichever stack it is asked about
+    finding = checks.check_mirror(gather.gather(f"absent-{secrets.token_hex(2)}", docker_client))
+    assert finding is not None
+    assert finding.status == "fail"
+    assert f"mirror {found.name} ({cfg.upstream}) cannot reach its upstream" in finding.cause

@@ -494,3 +494,72 @@ def test_an_engine_that_does_not_trust_the_registry_fails():
     found = finding(dind(info=DaemonInfo("overlay2")), "registry-trust")
     assert found.status == "fail"
     assert "--insecure-registry registry:5000" in found.fix
+
+
+# --- pull-through caches ---------------------------------------------------------------------
+
+MIRROR = checks.MirrorState(
+    "dockyard-mirror-ab12cd34", "https://hub.example", status="running", networks=(STACK,)
+)
+MIRRORED = replace(
+    ENGINE,
+    args=engine_args(
+        registry_mirrors=("http://dockyard-mirror-ab12cd34:5000",),
+        insecure_registries=("registry:5000", "dockyard-mirror-ab12cd34:5000"),
+    ),
+)
+
+
+def test_no_cache_no_mirror_finding():
+    assert "mirror" not in {f.check for f in checks.diagnose(dind())}
+
+
+def test_a_healthy_cache_is_ok():
+    found = checks.check_mirror(dind(engine=MIRRORED, mirrors=(MIRROR,)))
+    assert found is not None
+    assert found.status == "ok"
+    assert "https://hub.example" in found.cause
+
+
+@pytest.mark.parametrize(
+    ("mirrors", "says", "fix"),
+    [
+        ((), "mirror dockyard-mirror-ab12cd34 is missing", "dockyard up"),
+        ((replace(MIRROR, status="exited"),), "is exited", "dockyard up"),
+        ((replace(MIRROR, networks=("other",)),), "is not on network s", "network connect"),
+        (
+            (
+                replace(
+                    MIRROR,
+                    problem=(
+                        "cannot reach its upstream",
+                        "dial tcp: no such host",
+                        "check mirror.upstream",
+                    ),
+                ),
+            ),
+            "(https://hub.example) cannot reach its upstream: dial tcp",
+            "mirror.upstream",
+        ),
+        (
+            (
+                replace(
+                    MIRROR,
+                    problem=(
+                        "was refused by its upstream (credentials)",
+                        "unauthorized",
+                        "check mirror.username",
+                    ),
+                ),
+            ),
+            "refused by its upstream (credentials)",
+            "mirror.username",
+        ),
+    ],
+)
+def test_a_broken_cache_is_named_with_its_cause(mirrors, says, fix):
+    found = checks.check_mirror(dind(engine=MIRRORED, mirrors=mirrors))
+    assert found is not None
+    assert found.status == "fail"
+    assert says in found.cause
+    assert fix in found.fix
