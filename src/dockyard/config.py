@@ -317,3 +317,9 @@ class StackConfig(BaseModel):
     @classmethod
     def _seed(cls, value: tuple[str, ...]) -> tuple[str, ...]:
         return check_seed(value)
+
+    @model_validator(mode="after")
+    def _own_engine(self) -> StackConfig:
+        if (self.mirror is not None or self.seed) and self.docker != "dind":
+            raise ValueError("mirror and seed configure the stack's own engine: docker: dind")
+        return self

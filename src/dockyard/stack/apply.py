@@ -18,6 +18,7 @@ from dockyard.engine import client as engine_client
 from dockyard.engine import service
 from dockyard.errors import DockyardError
 from dockyard.images import builder, recipes, resolve
+from dockyard.mirror import service as mirror
 from dockyard.stack import guard as stack_guard
 from dockyard.stack import presets
 from dockyard.stack.plan import (
@@ -159,6 +160,9 @@ def up(
         report.actions.append(Action(item.component, item.name, action))
         if action != "unchanged":
             changed.add(item.component)
+        if item.kind == "network" and cfg.mirror is not None:  # before the engine pulls
+            cache = mirror.ensure(client, cfg.mirror, item.name)
+            report.actions.append(Action("mirror", cache.name, "ensured"))
     report.seconds = time.monotonic() - started
     return report
 
@@ -196,6 +200,7 @@ def _apply(
         options = config.EngineOptions.model_validate(item.body | {"extra_labels": item.labels})
         service.create(options, client=client, progress=progress)
         service.seed(item.name, [recipes.recipe(recipes.BASE).ref], client=client)
+        mirror.pull(client, item.name, cfg.seed)
         _fill_certs(client, names, presets.get(cfg.ci.preset).uid)
     else:
         if found is not None:
@@ -317,6 +322,7 @@ def down(
     if stack_guard.stop(stack):
         removed.append(f"guard {stack}-guard")
     for network in client.api.networks(filters=selector):
+        mirror.detach(client, network["Name"])  # the host's cache stays, for others
         client.api.remove_network(network["Id"])
         removed.append(f"network {network['Name']}")
     if volumes:

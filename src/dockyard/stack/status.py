@@ -13,7 +13,7 @@ from dockyard.stack.plan import COMPONENT, REGISTRY_ALIAS, REGISTRY_PORT
 
 ORDER = (
     "network", "engine-cache", "certs", "ci-home", "registry-data", "engine", "guard", "registry",
-    "ci",
+    "mirror", "ci",
 )  # fmt: skip
 
 
@@ -87,9 +87,35 @@ def status(stack: str, client: docker_api.DockerClient | None = None) -> StackSt
                 f"pid {guard.pid}, ci-build policy, audit {stack_guard.audit_log(stack)}",
             )
         )  # fmt: skip
+    found.extend(_mirrors(client, stack))
     found.sort(key=lambda c: ORDER.index(c.component) if c.component in ORDER else len(ORDER))
     mode = "dind" if "engine" in containers else "socket" if guard else "socket-unsafe"
     return StackStatus(stack, mode, found, env)
+
+
+def _mirrors(client: docker_api.DockerClient, network: str) -> list[Component]:
+    """The host's caches on the stack's network: hits, misses and size, or what is wrong."""
+    from dockyard.mirror import service as mirror
+
+    found = []
+    for cache in mirror.ls(client):
+        if network not in cache["NetworkSettings"]["Networks"]:
+            continue
+        seen = mirror.report(client, cache["Name"].lstrip("/"))
+        detail = (
+            f"{seen['upstream']}: {seen.get('hits', 0)} hits, {seen.get('misses', 0)} misses, "
+            f"{_mib(seen.get('size', 0))} of {_mib(seen['max_size'])}"
+        )
+        health = "failing" if seen["problem"] else "ok"
+        state = str(seen["state"])
+        found.append(
+            Component("mirror", "container", seen["name"], state, health, seen["problem"] or detail)
+        )
+    return found
+
+
+def _mib(size: int) -> str:
+    return f"{size / 1024**2:.1f} MiB"
 
 
 def _ci_env(client: docker_api.DockerClient, ci: dict[str, Any] | None) -> dict[str, str]:

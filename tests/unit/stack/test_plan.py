@@ -192,3 +192,20 @@ def test_stack_config_errors_name_file_line_and_field(tmp_path):
     path.write_text("name: ci\nengine:\n  memory: lots\n")
     with pytest.raises(Exception, match=r"dockyard\.yaml:3: engine\.memory"):
         config.load_yaml(path, config.StackConfig)
+
+
+def test_a_stack_mirror_is_its_engines_hub_mirror_and_trusted_over_http():
+    from dockyard.mirror import plan as mirror_plan
+
+    cfg = stack(name="s", mirror={"upstream": "https://hub.example"}, seed=["debian:12"])
+    engine = by_name(plan(cfg, facts()))["s-engine"].body
+    cache = mirror_plan.name_of("https://hub.example")
+    assert engine["registry_mirrors"] == [f"http://{cache}:5000"]
+    assert engine["insecure_registries"] == ["registry:5000", f"{cache}:5000"]
+    plain = by_name(plan(stack(name="s"), facts()))["s-engine"]
+    assert by_name(plan(cfg, facts()))["s-engine"].spec_hash != plain.spec_hash
+
+
+def test_mirror_and_seed_need_the_stacks_own_engine():
+    with pytest.raises(config.DockyardError, match="docker: dind"):
+        stack(docker="socket", seed=["debian:12"])
