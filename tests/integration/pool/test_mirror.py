@@ -83,3 +83,36 @@ def test_ten_leases_pull_through_one_cache_and_seeded_engines_are_warm(
     assert gone.code != 0
     assert "manifest unknown" in gone.output or "not found" in gone.output, gone.output
     assert mirror.report(docker_client, name)["state"] == "running"
+
+
+def test_a_stack_engine_is_seeded_through_the_hosts_cache(hub, docker_client, engine_image):
+    from dockyard import config
+    from dockyard.stack import apply
+    from dockyard.stack import status as stack_status
+
+    cache = {"upstream": hub.url, "max_size": "1g"}
+    name = f"st-{hub.name[-6:]}"
+    cfg = config.validate(
+        config.StackConfig,
+        {"name": name, "registry": {"enabled": False}, "mirror": cache, "seed": ["t14:1"]},
+    )
+    # The cache reaches the upstream on the upstream's network (on a real host: any network);
+    # up joins that same cache to the stack's network.
+    found = mirror.ensure(docker_client, cfg.mirror, hub.network)
+    try:
+        report = apply.up(cfg, client=docker_client)
+        assert ("mirror", found.name, "ensured") in [
+            (a.component, a.name, a.action) for a in report.actions
+        ]
+        held = in_engine(docker_client, f"{name}-engine", "docker image inspect -f ok t14:1")
+        assert held.code == 0, held.output
+        shown = stack_status.status(name, docker_client).components
+        (cached,) = [c for c in shown if c.component == "mirror"]
+        assert cached.name == found.name
+        assert cached.health == "ok", cached
+        assert hub.url in cached.detail
+    finally:
+        apply.down(name, volumes=True, client=docker_client)
+    after = docker_client.api.inspect_container(found.name)
+    assert name not in after["NetworkSettings"]["Networks"]  # detached, the cache kept
+    assert after["State"]["Running"]
