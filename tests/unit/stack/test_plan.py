@@ -209,3 +209,20 @@ def test_a_stack_mirror_is_its_engines_hub_mirror_and_trusted_over_http():
 def test_mirror_and_seed_need_the_stacks_own_engine():
     with pytest.raises(config.DockyardError, match="docker: dind"):
         stack(docker="socket", seed=["debian:12"])
+
+
+def test_the_examples_mirror_block_uncommented_is_valid(tmp_path):
+    from importlib import resources
+
+    text = resources.files("dockyard.stack").joinpath("example.yaml").read_text()
+    head, _, block = text.partition("mirror: null\n")
+    text = head + "mirror:\n" + block.replace("\n#  ", "\n  ").replace("#  upstream", "  upstream")
+    text = text.replace("username: null", "username: ci").replace("password_file: null", "")
+    text = text.replace("password_env: null", "password_env: HUB_TOKEN")
+    path = tmp_path / "dockyard.yaml"
+    path.write_text(text)
+    found = config.load_yaml(path, config.StackConfig)
+    assert found.mirror is not None
+    assert found.mirror.upstream == "https://registry-1.docker.io"
+    assert found.mirror.max_size == 20 * 1024**3
+    assert found.mirror.password_env == "HUB_TOKEN"
