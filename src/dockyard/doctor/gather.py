@@ -109,13 +109,17 @@ def _mirrors(client: docker_api.DockerClient) -> tuple[MirrorState, ...]:
     for cache in mirror.ls(client):
         name = cache["Name"].lstrip("/")
         text = mirror.logs(client, name)
+        upstream = (cache["Config"].get("Labels") or {}).get(plan.UPSTREAM, "")
+        problem = plan.diagnose(text)
+        if problem is None and cache["State"]["Running"]:
+            problem = mirror.probe(client, name, upstream)
         found.append(
             MirrorState(
                 name=name,
-                upstream=(cache["Config"].get("Labels") or {}).get(plan.UPSTREAM, ""),
+                upstream=upstream,
                 status=str(cache["State"]["Status"]),
                 networks=tuple(cache["NetworkSettings"]["Networks"]),
-                problem=plan.diagnose(text),
+                problem=problem,
                 log_tail="\n".join(text.splitlines()[-LOG_LINES:]),
             )
         )

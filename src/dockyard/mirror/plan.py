@@ -10,11 +10,13 @@ own, so the container runs a small supervisor that evicts the oldest blobs past 
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import json
 import re
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import urlsplit
 
 from dockyard import labels
 from dockyard.config import MirrorConfig
@@ -24,10 +26,12 @@ DEBUG_PORT = 5001  # expvar counters; bound to the container's loopback only
 STORAGE = "/var/lib/docker-registry"
 CONFIG_PATH = "/etc/dockyard/mirror.yml"
 SCRIPT_PATH = "/etc/dockyard/mirror.sh"
+AUTH_PATH = "/etc/dockyard/upstream-auth"  # base64 user:password, 0600, for the probe
 ROLE_MIRROR = "mirror"
 ROLE_MIRROR_DATA = "mirror-data"
 UPSTREAM = labels.PREFIX + "upstream"
 MAX_SIZE = labels.PREFIX + "max-size"
+AUTHENTICATED = labels.PREFIX + "authenticated"  # "true" when credentials are configured
 SPEC_HASH = labels.PREFIX + "spec-hash"
 EVICT_EVERY = 5  # seconds between size checks
 EVICT_TO = 0.9  # evict down to this share of max_size, so one pull does not evict again
@@ -114,6 +118,7 @@ def spec_hash(cfg: MirrorConfig, image_id: str) -> str:
 def mirror_labels(cfg: MirrorConfig, image_id: str) -> dict[str, str]:
     found = labels.managed(ROLE_MIRROR, mirror=name_of(cfg.upstream))
     found |= {UPSTREAM: cfg.upstream, MAX_SIZE: str(cfg.max_size)}
+    found[AUTHENTICATED] = "true" if cfg.username else "false"
     found[SPEC_HASH] = spec_hash(cfg, image_id)
     return found
 
@@ -140,10 +145,13 @@ def create_body(cfg: MirrorConfig, image: str, image_id: str, network: str) -> d
 
 
 def files(cfg: MirrorConfig, password: str | None) -> dict[str, bytes]:
-    return {
+    found = {
         CONFIG_PATH: registry_config(cfg, password).encode(),
         SCRIPT_PATH: supervisor_script(cfg.max_size).encode(),
     }
+    if cfg.username:
+        found[AUTH_PATH] = base64.b64encode(f"{cfg.username}:{password or ''}".encode())
+    return found
 
 
 # --- reading it back -------------------------------------------------------------------------
@@ -203,6 +211,71 @@ def parse_stats(output: str) -> Stats:
         bytes_pulled=sum(int(k.get("BytesPulled", 0)) for k in kinds),
         bytes_served=sum(int(k.get("BytesPushed", 0)) for k in kinds),
         size=size_kb * 1024,
+    )
+
+
+def probe_command(upstream: str) -> list[str] | None:
+    """Run inside the cache: ``GET /v2/`` of a plain-HTTP upstream, without and then with the
+    cache's credentials (read from its 0600 file, never on a command line). The registry
+    hides a refusal (it answers ``manifest unknown`` from its own store), so this is how
+    credential trouble is named. None for HTTPS: bash speaks no TLS."""
+    parts = urlsplit(upstream)
+    if parts.scheme != "http" or not parts.hostname:
+        return None
+    host, port = parts.hostname, parts.port or 80
+    request = (
+        f"req() {{ exec 3<>/dev/tcp/{host}/{port} || return 1; "
+        f"printf 'GET /v2/ HTTP/1.0\\r\\nHost: {host}\\r\\n%b\\r\\n' \"$1\" >&3; "
+        "head -c 600 <&3 | tr -d '\\r' | grep -i -e '^HTTP/' -e '^www-authenticate'; "
+        "exec 3<&-; }; "
+    )
+    script = (
+        request + "echo @plain; req '' || exit 1; "
+        f"if [ -s {AUTH_PATH} ]; then echo @auth; "
+        f'req "Authorization: Basic $(cat {AUTH_PATH})\\r\\n"; fi'
+    )
+    return ["bash", "-c", script]
+
+
+def judge_probe(output: str, code: int, *, credentials: bool) -> tuple[str, str, str] | None:
+    """What the upstream's answers to the probe say is wrong, if anything."""
+    sections: dict[str, list[str]] = {}
+    current = ""
+    for line in output.splitlines():
+        if line.startswith("@"):
+            current = line[1:].strip()
+            sections[current] = []
+        elif current:
+            sections[current].append(line.strip())
+    plain = sections.get("plain") or []
+    if code != 0 or not plain or not plain[0].startswith("HTTP/"):
+        return (
+            "cannot reach its upstream",
+            output.strip()[:200] or "no answer",
+            "check mirror.upstream and that this host reaches it",
+        )
+    basic = any("basic" in line.lower() for line in plain[1:])
+    if " 401" not in plain[0] or not basic:
+        return None  # open, or token auth (Docker Hub's kind), which the registry speaks
+    authed = sections.get("auth") or []
+    if not credentials or not authed:
+        return (
+            "needs credentials for its upstream",
+            plain[0],
+            "set mirror.username and password_file or password_env",
+        )
+    if " 401" in authed[0]:
+        return (
+            "was refused by its upstream (credentials)",
+            authed[0],
+            "check mirror.username and the password its password_file or password_env holds",
+        )
+    return (
+        "cannot log in to its upstream: it uses HTTP Basic auth, and the distribution "
+        "registry's proxy sends credentials only to token servers",
+        plain[0],
+        "use an upstream with token auth (Docker Hub, Harbor, GitLab, a registry with "
+        "auth: token), or one that allows anonymous pulls",
     )
 
 

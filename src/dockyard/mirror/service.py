@@ -145,8 +145,26 @@ def report(client: docker_api.DockerClient, name: str) -> dict[str, Any]:
     if found["State"]["Running"]:
         body |= stats(client, name).as_dict()
     problem = plan.diagnose(logs(client, name))
+    if problem is None and found["State"]["Running"]:
+        problem = probe(client, name, body["upstream"] or "")
     body["problem"] = None if problem is None else f"{problem[0]}: {problem[1]}"
     return body
+
+
+def probe(client: docker_api.DockerClient, name: str, upstream: str) -> tuple[str, str, str] | None:
+    """Ask a plain-HTTP upstream, from inside the cache, whether it takes the credentials."""
+    command = plan.probe_command(upstream)
+    if command is None:
+        return None
+    try:
+        exec_id = client.api.exec_create(name, command)["Id"]
+        output = client.api.exec_start(exec_id).decode(errors="replace")
+        code = int(client.api.exec_inspect(exec_id).get("ExitCode") or 0)
+    except docker_api.APIError:
+        return None
+    found = client.api.inspect_container(name)
+    env = found["Config"].get("Labels") or {}
+    return plan.judge_probe(output, code, credentials=env.get(plan.AUTHENTICATED) == "true")
 
 
 def logs(client: docker_api.DockerClient, name: str, tail: int = 400) -> str:

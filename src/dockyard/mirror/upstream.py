@@ -8,12 +8,14 @@ from __future__ import annotations
 
 import contextlib
 import http.client
+import json
 import re
 import time
 from collections import Counter
 from dataclasses import dataclass
+from typing import Any
 
-from dockyard import docker_api, labels
+from dockyard import archive, docker_api, labels
 
 ROLE_UPSTREAM = "upstream"
 _BLOB_GET = re.compile(
@@ -32,9 +34,17 @@ class Upstream:
         return f"http://{self.name}:5000"
 
 
-def start(client: docker_api.DockerClient, name: str, network: str, image: str) -> Upstream:
-    """A plain registry on ``network``, published on a free loopback port for pushes."""
-    body = {
+def start(
+    client: docker_api.DockerClient,
+    name: str,
+    network: str,
+    image: str,
+    *,
+    htpasswd: str | None = None,
+) -> Upstream:
+    """A plain registry on ``network``, published on a free loopback port for pushes; with
+    ``htpasswd`` (bcrypt lines), one that demands those credentials, as a private Hub would."""
+    body: dict[str, Any] = {
         "Image": image,
         "Hostname": name,
         "Labels": labels.managed(ROLE_UPSTREAM),
@@ -45,11 +55,32 @@ def start(client: docker_api.DockerClient, name: str, network: str, image: str) 
         },
         "NetworkingConfig": {"EndpointsConfig": {network: {}}},
     }
+    files: dict[str, bytes] = {}
+    if htpasswd is not None:
+        body |= {"Entrypoint": ["/usr/bin/docker-registry"], "Cmd": ["serve", _CONFIG]}
+        files = {_CONFIG: _auth_config().encode(), _HTPASSWD: htpasswd.encode()}
     cid = client.api.create_container_from_config(body, name=name)["Id"]
+    if files:
+        client.api.put_archive(cid, "/", archive.tar(files, mode=0o600))
     client.api.start(cid)
     port = int(client.api.port(cid, 5000)[0]["HostPort"])
     _wait_ready(port)
     return Upstream(name, network, port)
+
+
+_CONFIG = "/etc/dockyard/upstream.yml"
+_HTPASSWD = "/etc/dockyard/htpasswd"
+
+
+def _auth_config() -> str:
+    document = {
+        "version": 0.1,
+        "log": {"level": "info"},
+        "storage": {"filesystem": {"rootdirectory": "/var/lib/docker-registry"}},
+        "http": {"addr": ":5000"},
+        "auth": {"htpasswd": {"realm": "dockyard-upstream", "path": _HTPASSWD}},
+    }
+    return json.dumps(document)
 
 
 def _wait_ready(port: int, timeout: float = 30.0) -> None:
@@ -69,14 +100,20 @@ def _wait_ready(port: int, timeout: float = 30.0) -> None:
             connection.close()
 
 
-def push(client: docker_api.DockerClient, upstream: Upstream, image: str, as_name: str) -> str:
+def push(
+    client: docker_api.DockerClient,
+    upstream: Upstream,
+    image: str,
+    as_name: str,
+    auth: dict[str, str] | None = None,
+) -> str:
     """Push a host image to the upstream as ``as_name`` (``library/x:1``); the tag is removed
     from the host afterwards."""
     repository, _, tag = as_name.rpartition(":")
     target = f"127.0.0.1:{upstream.port}/{repository}"
     client.api.tag(image, target, tag)
     try:
-        for line in client.api.push(target, tag, stream=True, decode=True):
+        for line in client.api.push(target, tag, stream=True, decode=True, auth_config=auth):
             if "error" in line:
                 raise RuntimeError(f"push of {as_name} failed: {line['error']}")
     finally:

@@ -156,3 +156,42 @@ def test_the_upstream_access_log_counts_blob_downloads():
     )
     assert upstream.downloads(log) == {f"library/t@{digest}": 2}
     assert upstream.served(log) == {f"library/t@{digest}": 2000}
+
+
+BASIC = "HTTP/1.0 401 Unauthorized\nWww-Authenticate: Basic realm=x"
+
+
+@pytest.mark.parametrize(
+    ("output", "code", "credentials", "what"),
+    [
+        ("@plain\nHTTP/1.0 200 OK\n", 0, False, None),
+        (
+            '@plain\nHTTP/1.0 401 Unauthorized\nWww-Authenticate: Bearer realm="https://t"',
+            0,
+            True,
+            None,
+        ),
+        ("bash: connect: Connection refused\n", 1, False, "cannot reach its upstream"),
+        (f"@plain\n{BASIC}\n", 0, False, "needs credentials for its upstream"),
+        (
+            f"@plain\n{BASIC}\n@auth\n{BASIC}\n",
+            0,
+            True,
+            "was refused by its upstream (credentials)",
+        ),
+        (f"@plain\n{BASIC}\n@auth\nHTTP/1.0 200 OK\n", 0, True, "cannot log in to its upstream"),
+    ],
+)
+def test_the_upstream_probe_names_credential_trouble(output, code, credentials, what):
+    found = plan.judge_probe(output, code, credentials=credentials)
+    assert (found[0].split(":")[0] if found else None) == what
+
+
+def test_the_probe_reads_credentials_from_a_file_and_skips_https():
+    command = plan.probe_command("http://up:5000")
+    assert command is not None
+    assert plan.AUTH_PATH in command[-1]
+    assert "/dev/tcp/up/5000" in command[-1]
+    assert plan.probe_command("https://registry-1.docker.io") is None
+    files = plan.files(MirrorConfig(upstream="http://up:5000", username="ci"), "pw")
+    assert files[plan.AUTH_PATH] == b"Y2k6cHc="  # base64 ci:pw
