@@ -1,40 +1,48 @@
 # The two commands a newcomer needs: `make run` (set up and run the main job) and `make test`.
+# Both start with `setup`: Debian packages this machine lacks, a Docker engine, a working venv.
 PY      ?= python3
 VENV    := .venv
 BIN     := $(VENV)/bin
-STAMP   := $(VENV)/.installed
 
-.PHONY: run test unit lint bench engine-up images clean
+.PHONY: run test unit lint bench setup install engine-up images fresh-machine clean
 
-run: $(STAMP) engine-up images
+run: setup install images
 	$(BIN)/dockyard up
 	$(BIN)/dockyard demo
+	@echo "done: run 'dockyard status', 'dockyard down --volumes' to remove the stack"
 
-test: $(STAMP) engine-up lint images
+test: setup lint images
 	$(BIN)/pytest -n 2 tests
 
-unit: $(STAMP)
+unit: setup
 	$(BIN)/pytest tests/unit
 
-lint: $(STAMP)
+lint: setup
 	$(BIN)/ruff check src tests benchmarks
 	$(BIN)/ruff format --check src tests benchmarks
 	$(BIN)/mypy
 
-bench: $(STAMP) engine-up images
+bench: setup images
 	$(BIN)/python -m benchmarks
 
-engine-up:
-	scripts/host-engine.sh
+setup:
+	@scripts/host-packages.sh
+	@scripts/host-engine.sh
+	@PY=$(PY) scripts/venv.sh
 
-images: $(STAMP) engine-up
+engine-up:
+	@scripts/host-packages.sh
+	@scripts/host-engine.sh
+
+install: setup
+	@scripts/install-launcher.sh
+
+images: setup
 	$(BIN)/dockyard images build --role all
 
-$(STAMP): pyproject.toml
-	test -x $(BIN)/python || $(PY) -m venv $(VENV)
-	$(BIN)/pip install -q --upgrade pip
-	$(BIN)/pip install -q -e '.[dev]'
-	touch $(STAMP)
+# The README's two commands in a stock Debian 12 container: what a new user meets.
+fresh-machine:
+	scripts/fresh-machine.sh
 
 clean:
 	rm -rf $(VENV) build src/*.egg-info

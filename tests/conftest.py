@@ -14,6 +14,7 @@ import datetime
 import os
 import re
 import secrets
+import shutil
 import tempfile
 import time
 
@@ -59,6 +60,7 @@ def _remove(kind: str, ident: str) -> None:
 
 
 RUN_ENV = "DOCKYARD_TEST_RUN"
+OWN_STATE_ENV = "DOCKYARD_TEST_OWN_STATE"  # the state directory this run made, to remove
 STARTED_ENV = "DOCKYARD_TEST_STARTED"
 _ANONYMOUS = re.compile(r"[0-9a-f]{64}")
 
@@ -81,11 +83,19 @@ def pytest_configure(config: pytest.Config) -> None:
     # Set before xdist starts its workers, so they inherit one run id and one state dir.
     os.environ.setdefault(RUN_ENV, secrets.token_hex(4))
     os.environ.setdefault(STARTED_ENV, str(time.time()))
-    os.environ.setdefault("DOCKYARD_STATE_DIR", tempfile.mkdtemp(prefix="dockyard-test-state-"))
+    if "DOCKYARD_STATE_DIR" not in os.environ:  # made only when needed, removed at the end
+        made = tempfile.mkdtemp(prefix="dockyard-test-state-")
+        os.environ["DOCKYARD_STATE_DIR"] = os.environ[OWN_STATE_ENV] = made
     own = f"{RUN_LABEL}={os.environ[RUN_ENV]}"
     existing = os.environ.get("DOCKYARD_LABELS", "")
     if own not in existing:
         os.environ["DOCKYARD_LABELS"] = f"{existing},{own}" if existing else own
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    # After every other hook: the leak check and the workers are done with the state dir.
+    if _is_controller(config) and (own := os.environ.pop(OWN_STATE_ENV, None)):
+        shutil.rmtree(own, ignore_errors=True)
 
 
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:

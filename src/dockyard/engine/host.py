@@ -6,6 +6,7 @@ and its kernel, so it is cached under the state directory keyed by the engine's 
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import re
 from dataclasses import asdict
@@ -16,7 +17,7 @@ from dockyard.engine import privilege
 from dockyard.errors import DockyardError
 
 _CAPBND = re.compile(r"^CapBnd:\s*([0-9a-fA-F]+)$", re.MULTILINE)
-CACHE_FORMAT = 1
+CACHE_FORMAT = 2  # 2: CapDrop names only capabilities the host engine knows
 
 
 def privilege_decision(
@@ -34,24 +35,23 @@ def privilege_decision(
                 )
         except (ValueError, KeyError, OSError):
             pass  # unreadable cache: probe again
-    probe = privilege.Probe(runtimes=frozenset((info.get("Runtimes") or {}).keys()))
+    probe = privilege.Probe(
+        runtimes=frozenset((info.get("Runtimes") or {}).keys()),
+        missing_caps=_missing_caps(),
+        in_container=_in_container(),
+    )
     while True:
         try:
             decision = privilege.decide(probe)
         except privilege.NoEngineModeError as exc:
-            raise DockyardError(
-                str(exc), fix="install sysbox-runc, or allow privileged containers on this host"
-            ) from exc
+            raise DockyardError(str(exc), fix=exc.fix) from exc
         if decision.needs == "privileged":
             ok, error = _try(client, image, privilege.host_config(privilege.Mode.PRIVILEGED))
-            probe = privilege.Probe(probe.runtimes, error, ok)
+            probe = dataclasses.replace(probe, privileged_ok=ok, privileged_error=error)
         elif decision.needs == "caps":
-            missing = _missing_caps()
-            config = privilege.host_config(privilege.Mode.CAPS, missing)
+            config = privilege.host_config(privilege.Mode.CAPS, decision.cap_drop)
             ok, error = _try(client, image, config)
-            probe = privilege.Probe(
-                probe.runtimes, probe.privileged_error, False, missing, ok, error
-            )
+            probe = privilege.after_caps_try(probe, ok, error)
         else:
             break
     assert decision.mode is not None
@@ -72,6 +72,11 @@ def _missing_caps() -> tuple[str, ...]:
     except OSError:
         return ()
     return privilege.missing_capabilities(match.group(1)) if match else ()
+
+
+def _in_container() -> bool:
+    """Whether this process runs in a container (the markers Docker and Podman leave)."""
+    return Path("/.dockerenv").exists() or Path("/run/.containerenv").exists()
 
 
 def _try(

@@ -1,11 +1,16 @@
 """Which image to run: the user's choice, else the official image where it can be pulled,
-else dockyard's own built from Debian packages (with a message, since that takes a minute)."""
+else dockyard's own built from Debian packages.
+
+That fallback is said once per host engine and image, not on every run; the builder says
+itself when it builds (it takes a minute), so nothing here claims a build that does not happen.
+"""
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 
-from dockyard import docker_api
+from dockyard import docker_api, state
 from dockyard.errors import DockyardError
 
 
@@ -29,11 +34,23 @@ def image(
         return official
     from dockyard.images import builder
 
-    progress(
-        f"{official} cannot be pulled here: using dockyard's {role} image "
-        "(building it from Debian packages if missing, about a minute)"
-    )
+    if _first_time(client, official):
+        progress(
+            f"{official} cannot be pulled here: using dockyard's own {role} image, "
+            "built from Debian packages (said once per host engine)"
+        )
     return builder.ensure(role, progress=progress)
+
+
+def _first_time(client: docker_api.DockerClient, official: str) -> bool:
+    """True the first time ``official`` fails to pull on this host engine."""
+    engine = str(client.info().get("ID", "unknown"))
+    key = re.sub(r"[^A-Za-z0-9]", "_", f"{engine}-{official}")
+    marker = state.state_dir() / "hosts" / f"unpullable-{key}"
+    if marker.exists():
+        return False
+    state.write_private(marker, official.encode())
+    return True
 
 
 def have_or_pull(client: docker_api.DockerClient, ref: str) -> bool:

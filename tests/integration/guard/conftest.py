@@ -7,6 +7,7 @@ import asyncio
 import dataclasses
 import json
 import os
+import re
 import secrets
 import shutil
 import subprocess
@@ -25,7 +26,39 @@ from dockyard.guard.server import Guard, Listener, Settings, event_loop_policy
 from dockyard.guard.tagbook import TagBook
 from dockyard.guard.upstream import Upstream, parse_upstream
 
-CLIS = {"28": "/usr/local/bin/docker", "20.10": "/usr/bin/docker"}
+
+def _find_clis() -> dict[str, str]:
+    """Every docker CLI on PATH (and Debian's, which docker.io installs), by kind: "20.10"
+    for Debian's client, "28" for a current one (23 or later; 28.x on the build machines)."""
+    found: dict[str, str] = {}
+    places = [*os.environ.get("PATH", "").split(os.pathsep), "/usr/bin"]
+    for place in dict.fromkeys(places):
+        path = shutil.which("docker", path=place) if place else None
+        if path is None:
+            continue
+        version = subprocess.run(
+            [path, "--version"], capture_output=True, text=True, check=False
+        ).stdout
+        match = re.search(r"version (\d+)\.(\d+)", version)
+        if match is None:
+            continue
+        kind = "20.10" if match.groups() == ("20", "10") else "28" if int(match[1]) >= 23 else None
+        if kind is not None:
+            found.setdefault(kind, path)
+    return found
+
+
+CLIS = _find_clis()
+
+
+def cli_path(kind: str | None = None) -> str:
+    """The CLI of ``kind`` (default: the newest found), or a skip naming what is missing."""
+    if kind is None:
+        kind = "28" if "28" in CLIS else "20.10"
+    if kind not in CLIS:
+        wanted = "Debian's 20.10 docker CLI" if kind == "20.10" else "a docker CLI 23 or newer"
+        pytest.skip(f"needs {wanted} on PATH; found: {', '.join(CLIS.values()) or 'none'}")
+    return CLIS[kind]
 
 
 @dataclasses.dataclass
@@ -56,12 +89,21 @@ class Running:
         env = {k: v for k, v in os.environ.items() if not k.startswith("DOCKER_")}
         return {**env, "DOCKER_HOST": f"unix://{self.sockets[owner]}", **extra}
 
+    @staticmethod
+    def cli(kind: str | None = None) -> str:
+        return cli_path(kind)
+
     def docker(
-        self, owner: str, *args: str, cli: str = "28", stdin: bytes | None = None, check=True
+        self, owner: str, *args: str, cli: str | None = None, stdin: bytes | None = None, check=True
     ) -> subprocess.CompletedProcess[bytes]:
         env = self.env(owner, DOCKER_BUILDKIT="0", DOCKER_CONFIG=str(self.root / "config"))
         done = subprocess.run(
-            [CLIS[cli], *args], env=env, input=stdin, capture_output=True, timeout=120, check=False
+            [cli_path(cli), *args],
+            env=env,
+            input=stdin,
+            capture_output=True,
+            timeout=120,
+            check=False,
         )
         if check and done.returncode != 0:
             raise AssertionError(f"docker {' '.join(args)}: {done.stderr.decode()}")
@@ -94,7 +136,9 @@ def start_guard(
 
 @pytest.fixture
 def clis() -> dict[str, str]:
-    """The docker CLIs on this machine, by version: both must work through the guard."""
+    """The docker CLIs on this machine, by kind: each one found must work through the guard."""
+    if not CLIS:
+        pytest.skip("no docker CLI on PATH")
     return CLIS
 
 

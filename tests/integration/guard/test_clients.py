@@ -33,13 +33,13 @@ def test_ping_version_and_run_with_output(guard, owners, cli):
 
 
 @BOTH
-def test_run_i_with_stdin_from_a_file_echoes_it(guard, owners, cli, clis, tmp_path):
+def test_run_i_with_stdin_from_a_file_echoes_it(guard, owners, cli, tmp_path):
     data = os.urandom(300_000).hex().encode()  # 600 kB of text
     path = tmp_path / "in.txt"
     path.write_bytes(data)
     with path.open("rb") as stdin:
         done = subprocess.run(
-            [clis[cli], "run", "-i", "--rm", "dockyard/base:0.1", "cat"],
+            [guard.cli(cli), "run", "-i", "--rm", "dockyard/base:0.1", "cat"],
             env=guard.env(owners[0]),
             stdin=stdin,
             capture_output=True,
@@ -51,7 +51,7 @@ def test_run_i_with_stdin_from_a_file_echoes_it(guard, owners, cli, clis, tmp_pa
 
 
 @BOTH
-def test_exec_logs_follow_and_cp_both_ways(guard, owners, cli, clis, tmp_path):
+def test_exec_logs_follow_and_cp_both_ways(guard, owners, cli, tmp_path):
     alice = owners[0]
     name = f"job-{secrets.token_hex(3)}"
     guard.docker(alice, "run", "-d", "--name", name, "dockyard/base:0.1", "sh", "-c",
@@ -60,7 +60,7 @@ def test_exec_logs_follow_and_cp_both_ways(guard, owners, cli, clis, tmp_path):
     interactive = guard.docker(alice, "exec", "-i", name, "cat", cli=cli, stdin=b"piped\n")
     assert interactive.stdout == b"piped\n"
     follow = subprocess.Popen(
-        [clis[cli], "logs", "-f", name], env=guard.env(alice), stdout=subprocess.PIPE
+        [guard.cli(cli), "logs", "-f", name], env=guard.env(alice), stdout=subprocess.PIPE
     )
     assert follow.stdout is not None
     assert follow.stdout.readline() == b"started\n"

@@ -53,7 +53,7 @@ def test_caps_fallback_drops_what_the_host_lacks():
 
 
 def test_nothing_works_names_both_causes():
-    with pytest.raises(privilege.NoEngineModeError, match=r"privileged refused.*capability"):
+    with pytest.raises(privilege.NoEngineModeError, match=r"privileged refused.*capability") as err:
         decide(
             Probe(
                 privileged_ok=False,
@@ -62,6 +62,78 @@ def test_nothing_works_names_both_causes():
                 caps_error="denied by policy",
             )
         )
+    assert "allow privileged containers" in err.value.fix
+
+
+# A container made by Docker 20.10 with --cap-add ALL, as a CI job's or a fresh machine's.
+NESTED = ("SYS_RESOURCE", "PERFMON", "BPF", "CHECKPOINT_RESTORE")
+REFUSED = "unable to apply caps: operation not permitted: unknown"
+
+
+def _unknown(cap: str) -> str:
+    return f'invalid CapDrop: unknown capability: "CAP_{cap}"'
+
+
+def test_capabilities_the_host_engine_does_not_know_are_not_dropped():
+    probe = Probe(privileged_ok=False, privileged_error=REFUSED, missing_caps=NESTED)
+    tries = []
+    while (decision := decide(probe)).mode is None:
+        tries.append(decision.cap_drop)
+        known = {"SYS_RESOURCE"}  # what Docker 20.10's CapDrop accepts of these four
+        stranger = next((cap for cap in decision.cap_drop if cap not in known), None)
+        ok = stranger is None
+        probe = privilege.after_caps_try(probe, ok, None if ok else _unknown(stranger))
+    assert decision.mode is Mode.CAPS
+    assert decision.cap_drop == ("SYS_RESOURCE",)
+    assert tries[0] == NESTED
+    assert len(tries) == 4  # one refusal per unknown name, then success
+
+
+def test_an_unknown_capability_not_asked_for_is_a_real_refusal():
+    probe = Probe(privileged_ok=False, missing_caps=("SYS_RESOURCE",))
+    probe = privilege.after_caps_try(probe, False, _unknown("PERFMON"))
+    assert probe.caps_ok is False
+    with pytest.raises(privilege.NoEngineModeError):
+        decide(probe)
+
+
+@pytest.mark.parametrize(
+    ("error", "cap"),
+    [
+        (_unknown("PERFMON"), "PERFMON"),
+        ('invalid CapAdd: unknown capability: "cap_bpf"', "BPF"),
+        ("daemon: unknown capability: CAP_CHECKPOINT_RESTORE", "CHECKPOINT_RESTORE"),
+        (REFUSED, None),
+        (None, None),
+    ],
+)
+def test_unknown_capability_is_read_from_the_engine_error(error, cap):
+    assert privilege.unknown_capability(error) == cap
+
+
+def test_inside_a_container_the_fix_names_the_flags_it_needs():
+    probe = Probe(
+        privileged_ok=False,
+        privileged_error=REFUSED,
+        missing_caps=("SYS_ADMIN", "SYS_RESOURCE"),
+        caps_ok=False,
+        caps_error="operation not permitted",
+        in_container=True,
+    )
+    with pytest.raises(privilege.NoEngineModeError) as err:
+        decide(probe)
+    assert "lacks SYS_ADMIN" in err.value.fix
+    assert "--cap-add ALL" in err.value.fix
+    assert "--cgroupns host" in err.value.fix
+
+
+def test_on_a_host_lacking_what_dockerd_needs_the_fix_says_so():
+    probe = Probe(
+        privileged_ok=False, missing_caps=("NET_ADMIN",), caps_ok=False, caps_error="EPERM"
+    )
+    with pytest.raises(privilege.NoEngineModeError) as err:
+        decide(probe)
+    assert "bounding set lacks NET_ADMIN" in err.value.fix
 
 
 @pytest.mark.parametrize(
