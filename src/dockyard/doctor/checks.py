@@ -740,14 +740,17 @@ def check_mirror(facts: Facts) -> Finding | None:
         elif facts.names.network not in found.networks:
             causes.append(f"mirror {name} is not on network {facts.names.network}")
             fixes.append(f"docker network connect {facts.names.network} {name}")
+    own = bool(causes)  # a broken cache of this stack fails it; another's (a pool's) warns
     for found in facts.mirrors:
         if found.problem is not None:
             what, evidence, fix = found.problem
             causes.append(f"mirror {found.name} ({found.upstream}) {what}: {evidence}")
             fixes.append(fix)
             detail = detail or found.log_tail
+            own = own or found.name in wanted or facts.names.network in found.networks
     if causes:
-        return Finding("mirror", "fail", "; ".join(causes), "; ".join(dict.fromkeys(fixes)), detail)
+        status: Status = "fail" if own else "warn"
+        return Finding("mirror", status, "; ".join(causes), "; ".join(dict.fromkeys(fixes)), detail)
     names = ", ".join(f"{m.name} ({m.upstream})" for m in facts.mirrors)
     return Finding("mirror", "ok", f"pull-through caches answer: {names}")
 

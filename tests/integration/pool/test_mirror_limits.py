@@ -7,7 +7,6 @@ import contextlib
 import io
 import json
 import secrets
-import time
 import urllib.error
 import urllib.request
 
@@ -42,15 +41,6 @@ def pull(base, repository, tag):
             assert len(answer.read()) == blob["size"]
 
 
-def wait_for(predicate, timeout=60.0, what="condition"):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return
-        time.sleep(0.5)
-    raise AssertionError(f"timed out waiting for {what}")
-
-
 @pytest.fixture
 def big_images(docker_client, base_image):
     """Two images of about 1.5 MB of incompressible layer each, built here."""
@@ -67,17 +57,17 @@ def big_images(docker_client, base_image):
         docker_client.api.remove_image(tag, force=True)
 
 
-def test_a_cache_at_its_limit_evicts_and_still_serves(docker_client, hub, big_images):
+def test_a_cache_at_its_limit_evicts_and_still_serves(tools, docker_client, hub, big_images):
     for index, image in enumerate(big_images):
         upstream.push(docker_client, hub, image, f"library/big{index}:1")
     cfg = MirrorConfig(upstream=hub.url, max_size="2m")
     found = mirror.ensure(docker_client, cfg, hub.network)
     base = address(docker_client, found.name, hub.network)
-    wait_for(lambda: mirror.stats(docker_client, found.name).running, what="the cache")
+    tools.wait_for(lambda: mirror.stats(docker_client, found.name).running, what="the cache")
 
     pull(base, "library/big0", "1")
     pull(base, "library/big1", "1")  # 3 MB held: over the 2 MB limit
-    wait_for(
+    tools.wait_for(
         lambda: mirror.stats(docker_client, found.name).size <= cfg.max_size,
         what="eviction under the limit",
     )
@@ -85,16 +75,16 @@ def test_a_cache_at_its_limit_evicts_and_still_serves(docker_client, hub, big_im
     before = sum(upstream.downloads(upstream.log(docker_client, hub)).values())
     pull(base, "library/big0", "1")  # what was evicted is fetched again, not an error
     assert sum(upstream.downloads(upstream.log(docker_client, hub)).values()) > before
-    wait_for(
+    tools.wait_for(
         lambda: mirror.stats(docker_client, found.name).size <= cfg.max_size,
         what="eviction under the limit again",
     )
 
 
-def test_an_unreachable_upstream_is_named_and_the_cache_recovers(docker_client, hub):
+def test_an_unreachable_upstream_is_named_and_the_cache_recovers(tools, docker_client, hub):
     cfg = MirrorConfig(upstream=f"http://{hub.name}-gone:5000")  # no such host
     found = mirror.ensure(docker_client, cfg, hub.network)
-    wait_for(
+    tools.wait_for(
         lambda: mirror.report(docker_client, found.name)["problem"] is not None,
         what="the cause in the cache's log",
     )
@@ -106,7 +96,7 @@ def test_an_unreachable_upstream_is_named_and_the_cache_recovers(docker_client, 
     # doctor names it, whichever stack it is asked about
     finding = checks.check_mirror(gather.gather(f"absent-{secrets.token_hex(2)}", docker_client))
     assert finding is not None
-    assert finding.status == "fail"
+    assert finding.status == "warn"  # not that stack's cache: named, not failing it
     assert f"mirror {found.name} ({cfg.upstream}) cannot reach its upstream" in finding.cause
 
 
@@ -146,7 +136,7 @@ def problem_of(docker_client, name):
 
 
 def test_credential_trouble_fails_the_pull_and_is_named(
-    docker_client, hub, private_hub, tmp_path, monkeypatch
+    tools, docker_client, hub, private_hub, tmp_path, monkeypatch
 ):
     monkeypatch.setenv("DOCKYARD_TEST_HUB_TOKEN", "wrong")
     wrong = MirrorConfig(
@@ -154,7 +144,7 @@ def test_credential_trouble_fails_the_pull_and_is_named(
     )
     refused = mirror.ensure(docker_client, wrong, hub.network)
     base = address(docker_client, refused.name, hub.network)
-    wait_for(lambda: mirror.stats(docker_client, refused.name).running, what="the cache")
+    tools.wait_for(lambda: mirror.stats(docker_client, refused.name).running, what="the cache")
     with pytest.raises(urllib.error.HTTPError) as error:
         pull(base, "library/t14", "1")
     # distribution 2.8 hides the refusal: it falls back to its own store ("manifest unknown")
@@ -179,16 +169,16 @@ def test_credential_trouble_fails_the_pull_and_is_named(
     right = MirrorConfig(upstream=private_hub.url, username="ci", password_file=secret)
     basic = mirror.ensure(docker_client, right, hub.network)
     assert basic.name == refused.name
-    wait_for(lambda: mirror.stats(docker_client, basic.name).running, what="the cache")
+    tools.wait_for(lambda: mirror.stats(docker_client, basic.name).running, what="the cache")
     assert "uses HTTP Basic auth" in problem_of(docker_client, basic.name)
 
     anonymous = mirror.ensure(docker_client, MirrorConfig(upstream=private_hub.url), hub.network)
-    wait_for(lambda: mirror.stats(docker_client, anonymous.name).running, what="the cache")
+    tools.wait_for(lambda: mirror.stats(docker_client, anonymous.name).running, what="the cache")
     assert problem_of(docker_client, anonymous.name).startswith("needs credentials")
 
 
 def test_a_full_cache_volume_fails_that_pull_and_keeps_serving_the_rest(
-    docker_client, hub, big_images
+    tools, docker_client, hub, big_images
 ):
     upstream.push(docker_client, hub, big_images[0], "library/big0:1")
     cfg = MirrorConfig(upstream=hub.url)  # 20g limit, on a 1.5 MB disk
@@ -201,12 +191,12 @@ def test_a_full_cache_volume_fails_that_pull_and_keeps_serving_the_rest(
     )
     found = mirror.ensure(docker_client, cfg, hub.network)
     base = address(docker_client, found.name, hub.network)
-    wait_for(lambda: mirror.stats(docker_client, found.name).running, what="the cache")
+    tools.wait_for(lambda: mirror.stats(docker_client, found.name).running, what="the cache")
     pull(base, "library/t14", "1")  # small: fits
     with contextlib.suppress(urllib.error.HTTPError, OSError, AssertionError):
         for _ in range(3):  # the first pull may stream it while the store fails
             pull(base, "library/big0", "1")
-    wait_for(
+    tools.wait_for(
         lambda: (mirror.report(docker_client, found.name)["problem"] or "").startswith(
             "has a full storage volume"
         ),

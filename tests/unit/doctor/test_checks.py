@@ -563,3 +563,17 @@ def test_a_broken_cache_is_named_with_its_cause(mirrors, says, fix):
     assert found.status == "fail"
     assert says in found.cause
     assert fix in found.fix
+
+
+def test_another_stacks_or_pools_broken_cache_only_warns():
+    theirs = replace(
+        MIRROR,
+        name="dockyard-mirror-00000000",
+        networks=("dockyard-pool-ci",),
+        problem=("cannot reach its upstream", "dial tcp", "check mirror.upstream"),
+    )
+    found = checks.check_mirror(dind(mirrors=(theirs,)))
+    assert found is not None
+    assert found.status == "warn"
+    assert "dockyard-mirror-00000000" in found.cause
+    assert checks.healthy(checks.diagnose(dind(mirrors=(theirs,))))
