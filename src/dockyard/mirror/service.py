@@ -180,9 +180,13 @@ def pull(client: docker_api.DockerClient, engine: str, images: tuple[str, ...]) 
     failed pull is logged, not raised: a seed is a head start, not a condition of readiness."""
     held = []
     for image in images:
-        exec_id = client.api.exec_create(engine, ["docker", "pull", "-q", image])["Id"]
-        output = client.api.exec_start(exec_id).decode(errors="replace").strip()
-        if client.api.exec_inspect(exec_id).get("ExitCode") == 0:
+        try:
+            exec_id = client.api.exec_create(engine, ["docker", "pull", "-q", image])["Id"]
+            output = client.api.exec_start(exec_id).decode(errors="replace").strip()
+            code = client.api.exec_inspect(exec_id).get("ExitCode")
+        except docker_api.APIError as exc:
+            code, output = -1, str(exc)
+        if code == 0:
             held.append(image)
         else:
             log.warning("seeding %s into engine %s failed: %s", image, engine, output[-300:])
