@@ -27,19 +27,21 @@ STORAGE = "/var/lib/docker-registry"
 CONFIG_PATH = "/etc/dockyard/mirror.yml"
 SCRIPT_PATH = "/etc/dockyard/mirror.sh"
 AUTH_PATH = "/etc/dockyard/upstream-auth"  # base64 user:password, 0600, for the probe
+LIMIT_PATH = "/etc/dockyard/mirror-limit-kb"  # max_size, rewritten in place: no restart
 ROLE_MIRROR = "mirror"
 ROLE_MIRROR_DATA = "mirror-data"
 UPSTREAM = labels.PREFIX + "upstream"
-MAX_SIZE = labels.PREFIX + "max-size"
 AUTHENTICATED = labels.PREFIX + "authenticated"  # "true" when credentials are configured
 SPEC_HASH = labels.PREFIX + "spec-hash"
 EVICT_EVERY = 5  # seconds between size checks
 EVICT_TO = 0.9  # evict down to this share of max_size, so one pull does not evict again
 
 
-def name_of(upstream: str) -> str:
-    """One cache per upstream on a host: named by it, so every user of it finds the same one."""
-    return f"dockyard-mirror-{hashlib.sha256(upstream.encode()).hexdigest()[:8]}"
+def name_of(upstream: str, username: str | None = None) -> str:
+    """One cache per upstream (and login) on a host: named by them, so every user of it finds
+    the same one, and two logins to one upstream never share what each may read."""
+    key = upstream if username is None else f"{upstream}\n{username}"
+    return f"dockyard-mirror-{hashlib.sha256(key.encode()).hexdigest()[:8]}"
 
 
 def volume_of(name: str) -> str:
@@ -76,18 +78,19 @@ def registry_config(cfg: MirrorConfig, password: str | None) -> str:
     return json.dumps(document, indent=2) + "\n"
 
 
-def supervisor_script(max_size: int) -> str:
-    """PID 2 of the cache container: runs the registry (restarting it) and evicts past
-    ``max_size``, oldest blob first."""
-    limit_kb = max_size // 1024
-    target_kb = int(limit_kb * EVICT_TO)
+def supervisor_script() -> str:
+    """PID 2 of the cache container: runs the registry (restarting it) and evicts past the
+    limit in :data:`LIMIT_PATH` (read each round, so a new ``max_size`` needs no restart),
+    oldest blob first."""
+    share = int(EVICT_TO * 100)
     return f"""#!/bin/sh
 # dockyard mirror supervisor: keeps the registry running and its storage under max_size.
 ROOT={STORAGE}
-LIMIT_KB={limit_kb}
-TARGET_KB={target_kb}
 REGISTRY=/usr/bin/docker-registry
 evict() {{
+  LIMIT_KB=$(cat {LIMIT_PATH} 2>/dev/null || echo 0)
+  [ "$LIMIT_KB" -gt 0 ] 2>/dev/null || return 0
+  TARGET_KB=$((LIMIT_KB * {share} / 100))
   used=$(du -sk "$ROOT" | cut -f1)
   [ "$used" -le "$LIMIT_KB" ] && return 0
   echo "dockyard-mirror: ${{used}}k used, limit ${{LIMIT_KB}}k: evicting oldest blobs" >&2
@@ -109,15 +112,17 @@ while :; do evict; sleep {EVICT_EVERY}; done
 
 
 def spec_hash(cfg: MirrorConfig, image_id: str) -> str:
-    """What defines the container (credentials by reference only: no secret in a label)."""
-    defined = [cfg.model_dump(mode="json"), image_id, registry_config(cfg, None)]
-    defined.append(supervisor_script(cfg.max_size))
+    """What defines the container (credentials by reference only: no secret in a label).
+    Not ``max_size``: that is rewritten in place, so users of one cache with different
+    limits do not restart it in turn (the last to start sets it)."""
+    defined = [cfg.model_dump(mode="json", exclude={"max_size"}), image_id]
+    defined += [registry_config(cfg, None), supervisor_script()]
     return hashlib.sha256(json.dumps(defined, sort_keys=True).encode()).hexdigest()[:16]
 
 
 def mirror_labels(cfg: MirrorConfig, image_id: str) -> dict[str, str]:
-    found = labels.managed(ROLE_MIRROR, mirror=name_of(cfg.upstream))
-    found |= {UPSTREAM: cfg.upstream, MAX_SIZE: str(cfg.max_size)}
+    found = labels.managed(ROLE_MIRROR, mirror=name_of(cfg.upstream, cfg.username))
+    found[UPSTREAM] = cfg.upstream
     found[AUTHENTICATED] = "true" if cfg.username else "false"
     found[SPEC_HASH] = spec_hash(cfg, image_id)
     return found
@@ -126,7 +131,7 @@ def mirror_labels(cfg: MirrorConfig, image_id: str) -> dict[str, str]:
 def create_body(cfg: MirrorConfig, image: str, image_id: str, network: str) -> dict[str, Any]:
     """The cache container: dockyard's own registry image, the supervisor as command. The
     config (with any password) is copied in 0600 before start: never in Env or Cmd."""
-    name = name_of(cfg.upstream)
+    name = name_of(cfg.upstream, cfg.username)
     return {
         "Image": image,
         "Entrypoint": ["sh"],
@@ -144,10 +149,15 @@ def create_body(cfg: MirrorConfig, image: str, image_id: str, network: str) -> d
     }
 
 
+def limit_file(cfg: MirrorConfig) -> dict[str, bytes]:
+    return {LIMIT_PATH: f"{cfg.max_size // 1024}\n".encode()}
+
+
 def files(cfg: MirrorConfig, password: str | None) -> dict[str, bytes]:
     found = {
         CONFIG_PATH: registry_config(cfg, password).encode(),
-        SCRIPT_PATH: supervisor_script(cfg.max_size).encode(),
+        SCRIPT_PATH: supervisor_script().encode(),
+        **limit_file(cfg),
     }
     if cfg.username:
         found[AUTH_PATH] = base64.b64encode(f"{cfg.username}:{password or ''}".encode())
@@ -157,6 +167,7 @@ def files(cfg: MirrorConfig, password: str | None) -> dict[str, bytes]:
 # --- reading it back -------------------------------------------------------------------------
 
 SIZE_MARK = "dockyard-size-kb:"
+LIMIT_MARK = "dockyard-limit-kb:"
 
 
 def stats_command() -> list[str]:
@@ -166,7 +177,8 @@ def stats_command() -> list[str]:
         f"exec 3<>/dev/tcp/127.0.0.1/{DEBUG_PORT} && "
         "printf 'GET /debug/vars HTTP/1.0\\r\\n\\r\\n' >&3 && cat <&3"
     )
-    return ["bash", "-c", f"{fetch}; echo; echo {SIZE_MARK}$(du -sk {STORAGE} | cut -f1)"]
+    sizes = f"echo {SIZE_MARK}$(du -sk {STORAGE} | cut -f1); echo {LIMIT_MARK}$(cat {LIMIT_PATH})"
+    return ["bash", "-c", f"{fetch}; echo; {sizes}"]
 
 
 @dataclass(frozen=True)
@@ -176,6 +188,7 @@ class Stats:
     bytes_pulled: int = 0  # from upstream
     bytes_served: int = 0  # to engines
     size: int = 0  # bytes on the volume
+    max_size: int = 0  # the limit it evicts at
     running: bool = True  # the registry answered its debug port
 
     def as_dict(self) -> dict[str, Any]:
@@ -185,16 +198,17 @@ class Stats:
             "bytes_pulled": self.bytes_pulled,
             "bytes_served": self.bytes_served,
             "size": self.size,
+            "max_size": self.max_size,
             "running": self.running,
         }
 
 
 def parse_stats(output: str) -> Stats:
     """Hits and misses of blobs and manifests together, as the registry counts them."""
-    size_kb = 0
-    mark = re.search(rf"{SIZE_MARK}(\d+)", output)
-    if mark:
-        size_kb = int(mark.group(1))
+    size_kb, limit_kb = (
+        int(found.group(1)) if (found := re.search(rf"{mark}(\d+)", output)) else 0
+        for mark in (SIZE_MARK, LIMIT_MARK)
+    )
     start = output.find("{")
     end = output.rfind("}")
     try:
@@ -203,7 +217,7 @@ def parse_stats(output: str) -> Stats:
         data = {}
     proxy = (data.get("registry") or {}).get("proxy") or {}
     if not proxy:
-        return Stats(size=size_kb * 1024, running=False)
+        return Stats(size=size_kb * 1024, max_size=limit_kb * 1024, running=False)
     kinds = [proxy.get("blobs") or {}, proxy.get("manifests") or {}]
     return Stats(
         hits=sum(int(k.get("Hits", 0)) for k in kinds),
@@ -211,6 +225,7 @@ def parse_stats(output: str) -> Stats:
         bytes_pulled=sum(int(k.get("BytesPulled", 0)) for k in kinds),
         bytes_served=sum(int(k.get("BytesPushed", 0)) for k in kinds),
         size=size_kb * 1024,
+        max_size=limit_kb * 1024,
     )
 
 

@@ -64,7 +64,7 @@ def ensure(client: docker_api.DockerClient, cfg: MirrorConfig, network: str) -> 
     """The cache of ``cfg.upstream``, created if missing (or changed), joined to ``network``."""
     from dockyard.images import builder, recipes
 
-    name = plan.name_of(cfg.upstream)
+    name = plan.name_of(cfg.upstream, cfg.username)
     secret = password(cfg)  # before anything is created: a bad reference changes nothing
     image = builder.ensure(recipes.REGISTRY)
     image_id = str(client.api.inspect_image(image)["Id"])
@@ -98,6 +98,7 @@ def ensure(client: docker_api.DockerClient, cfg: MirrorConfig, network: str) -> 
                 client.api.remove_container(cid, force=True)
                 raise
         else:
+            client.api.put_archive(found["Id"], "/", archive.tar(plan.limit_file(cfg)))
             if network not in found["NetworkSettings"]["Networks"]:
                 client.api.connect_container_to_network(found["Id"], network)
             if not found["State"]["Running"]:
@@ -138,7 +139,6 @@ def report(client: docker_api.DockerClient, name: str) -> dict[str, Any]:
         "name": name,
         "url": plan.url(name),
         "upstream": own.get(plan.UPSTREAM),
-        "max_size": int(own.get(plan.MAX_SIZE, "0") or 0),
         "state": found["State"]["Status"],
         "networks": sorted(found["NetworkSettings"]["Networks"]),
     }

@@ -149,7 +149,7 @@ def engine_options(cfg: config.StackConfig, facts: Facts) -> config.EngineOption
     mirrors: tuple[str, ...] = engine.registry_mirrors
     trusted: tuple[str, ...] = ()
     if cfg.mirror is not None:  # the host's cache of that upstream, joined to this network
-        cache = mirror_plan.name_of(cfg.mirror.upstream)
+        cache = mirror_plan.name_of(cfg.mirror.upstream, cfg.mirror.username)
         mirrors, trusted = (mirror_plan.url(cache), *mirrors), (mirror_plan.address(cache),)
     registry = (f"{REGISTRY_ALIAS}:{REGISTRY_PORT}",) if cfg.registry.enabled else ()
     return config.EngineOptions(

@@ -104,7 +104,7 @@ def _mirrors(client: docker_api.DockerClient, network: str) -> list[Component]:
         seen = mirror.report(client, cache["Name"].lstrip("/"))
         detail = (
             f"{seen['upstream']}: {seen.get('hits', 0)} hits, {seen.get('misses', 0)} misses, "
-            f"{_mib(seen.get('size', 0))} of {_mib(seen['max_size'])}"
+            f"{_mib(seen.get('size', 0))} of {_mib(seen.get('max_size', 0))}"
         )
         health = "failing" if seen["problem"] else "ok"
         state = str(seen["state"])

@@ -18,6 +18,8 @@ def test_one_cache_per_upstream_named_by_it():
     assert plan.name_of("http://up:5000") == plan.name_of("http://up:5000")
     assert plan.name_of("http://up:5000") != plan.name_of("http://other:5000")
     assert plan.name_of("http://up:5000").startswith("dockyard-mirror-")
+    # two logins to one upstream never share a cache (each reads what its login may)
+    assert plan.name_of("http://up:5000", "a") != plan.name_of("http://up:5000", "b")
     name = plan.name_of("http://up:5000")
     assert plan.url(name) == f"http://{name}:5000"
 
@@ -48,26 +50,34 @@ def test_the_container_is_labelled_and_changes_when_its_config_does():
     assert body["HostConfig"]["Binds"] == [
         f"{plan.volume_of(plan.name_of(HUB.upstream))}:{plan.STORAGE}"
     ]
-    bigger = MirrorConfig(upstream="http://up:5000", max_size="2g")
-    assert plan.spec_hash(HUB, "sha256:x") != plan.spec_hash(bigger, "sha256:x")
+    other = MirrorConfig(upstream="http://up:5000", username="ci")
+    assert plan.spec_hash(HUB, "sha256:x") != plan.spec_hash(other, "sha256:x")
     assert plan.spec_hash(HUB, "sha256:x") != plan.spec_hash(HUB, "sha256:y")
 
 
-def test_the_supervisor_script_is_valid_shell_with_the_limit():
-    script = plan.supervisor_script(2 * 1024**2)
-    assert "LIMIT_KB=2048" in script
-    assert "TARGET_KB=1843" in script
+def test_the_supervisor_script_is_valid_shell_and_the_limit_a_file():
+    script = plan.supervisor_script()
+    assert plan.LIMIT_PATH in script
     checked = subprocess.run(
         ["sh", "-n"], input=script, text=True, capture_output=True, check=False
     )
     assert checked.returncode == 0, checked.stderr
+    assert plan.limit_file(MirrorConfig(upstream="http://x", max_size="2m")) == {
+        plan.LIMIT_PATH: b"2048\n"
+    }
+    # a new limit is written in place: it does not change what the container is
+    bigger = MirrorConfig(upstream="http://up:5000", max_size="2g")
+    assert plan.spec_hash(HUB, "sha256:x") == plan.spec_hash(bigger, "sha256:x")
 
 
 def test_eviction_removes_oldest_blobs_down_to_the_target(tmp_path):
     """The script's evict function, run for real on a fake blob store."""
-    script = plan.supervisor_script(1000 * 1024).replace(plan.STORAGE, str(tmp_path))
+    limit = tmp_path / "limit"
+    limit.write_text("1000\n")  # KiB
+    script = plan.supervisor_script().replace(plan.STORAGE, str(tmp_path / "store"))
+    script = script.replace(plan.LIMIT_PATH, str(limit))
     evict = script[script.index("evict() {") : script.index("( while")]
-    blobs = tmp_path / "docker/registry/v2/blobs/sha256"
+    blobs = tmp_path / "store/docker/registry/v2/blobs/sha256"
     for index in range(4):  # 4 x 400 KiB, oldest first: 1.6 MiB over a 1000 KiB limit
         blob = blobs / f"0{index}" / f"{index:064d}"
         blob.mkdir(parents=True)
@@ -96,10 +106,11 @@ def test_stats_parse_the_registry_counters_and_the_size():
                 }
             }
         )
-        + "\ndockyard-size-kb:12\n"
+        + "\ndockyard-size-kb:12\ndockyard-limit-kb:2048\n"
     )
     stats = plan.parse_stats(output)
     assert (stats.hits, stats.misses, stats.bytes_pulled, stats.size) == (18, 3, 105, 12288)
+    assert stats.max_size == 2 * 1024**2
     assert stats.running
     down = plan.parse_stats("bash: connect: Connection refused\ndockyard-size-kb:4\n")
     assert not down.running
