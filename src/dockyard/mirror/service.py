@@ -115,8 +115,12 @@ def engine_settings(mirror: Mirror | None) -> dict[str, tuple[str, ...]]:
 
 
 def ls(client: docker_api.DockerClient) -> list[dict[str, Any]]:
-    found = client.api.containers(all=True, filters={"label": labels.selector(plan.ROLE_MIRROR)})
-    return [client.api.inspect_container(c["Id"]) for c in found]
+    listed = client.api.containers(all=True, filters={"label": labels.selector(plan.ROLE_MIRROR)})
+    found = []
+    for item in listed:
+        with contextlib.suppress(docker_api.NotFound):  # removed since it was listed
+            found.append(client.api.inspect_container(item["Id"]))
+    return found
 
 
 def stats(client: docker_api.DockerClient, name: str) -> plan.Stats:
