@@ -164,11 +164,10 @@ def probe(client: docker_api.DockerClient, name: str, upstream: str) -> tuple[st
         exec_id = client.api.exec_create(name, command)["Id"]
         output = client.api.exec_start(exec_id).decode(errors="replace")
         code = int(client.api.exec_inspect(exec_id).get("ExitCode") or 0)
+        own = client.api.inspect_container(name)["Config"].get("Labels") or {}
     except docker_api.APIError:
         return None
-    found = client.api.inspect_container(name)
-    env = found["Config"].get("Labels") or {}
-    return plan.judge_probe(output, code, credentials=env.get(plan.AUTHENTICATED) == "true")
+    return plan.judge_probe(output, code, credentials=own.get(plan.AUTHENTICATED) == "true")
 
 
 def logs(client: docker_api.DockerClient, name: str, tail: int = 400) -> str:
