@@ -190,17 +190,22 @@ def engine_ls(
     as_json: Annotated[bool, typer.Option("--json", help="machine-readable output")] = False,
 ) -> None:
     """List engines (read back from the host engine's labels)."""
+    from dockyard.engine import disk as data_disk
     from dockyard.engine import service
 
-    engines = _run(service.ls)
+    engines = _run(lambda: service.ls(disk=True))
     if as_json:
         _print_json([e.as_dict() for e in engines])
         return
-    table = Table("NAME", "STATE", "ENDPOINT", "NETWORK", "STORAGE", "PRIVILEGE", "CACHE", "IMAGE")
+    table = Table(
+        "NAME", "STATE", "ENDPOINT", "NETWORK", "STORAGE", "PRIVILEGE", "CACHE", "DATA ROOT",
+        "IMAGE",
+    )  # fmt: skip
     for e in engines:
+        disk = "" if e.disk is None else data_disk.summary(e.disk)
         table.add_row(
-            e.name, e.state, e.endpoint, e.network, e.storage_driver, e.privilege,
-            e.cache_volume, e.image,
+            e.name, e.shown_state, e.endpoint, e.network, e.storage_driver, e.privilege,
+            e.cache_volume, disk, e.image,
         )  # fmt: skip
     out.print(table)
 

@@ -15,8 +15,10 @@ from typing import Literal
 from urllib.parse import urlsplit
 
 from dockyard import labels, pki
+from dockyard.engine.disk import DiskUse, disk_verdict
 from dockyard.engine.service import DEFAULT_MTU
 from dockyard.engine.spec import PLAIN_PORT, SERVER_TLS_DIR, TLS_PORT
+from dockyard.images import recipes
 from dockyard.stack.plan import (
     CERT_PATH,
     ENGINE_ALIAS,
@@ -27,6 +29,7 @@ from dockyard.stack.plan import (
 )
 
 Status = Literal["ok", "warn", "fail"]
+BASE_IMAGE = recipes.recipe(recipes.BASE).ref
 
 REGISTRY = f"{REGISTRY_ALIAS}:{REGISTRY_PORT}"
 CERT_FILES = (pki.CA_CERT, pki.CERT, pki.KEY)
@@ -183,6 +186,9 @@ class Facts:
     socket: SocketStat | None = None
     certs: tuple[CertFile, ...] = ()
     mirrors: tuple[MirrorState, ...] = ()  # every cache on the host (stacks' and pools')
+    parts: frozenset[str] = frozenset()  # components of the stack's volumes that exist
+    base_image: Run | None = None  # docker image inspect BASE, from the CI container
+    data_root: DiskUse | None = None  # the engine's /var/lib/docker
 
     @property
     def names(self) -> Names:
@@ -193,7 +199,8 @@ class Facts:
         """Engine mode: an engine exists, or the CI container is pointed at one over TCP."""
         if self.engine is not None and self.engine.exists:
             return True
-        return self.docker_host.startswith("tcp://")
+        # a half-made stack: only a dind stack has these volumes
+        return self.docker_host.startswith("tcp://") or bool(self.parts & {"engine-cache", "certs"})
 
     @property
     def docker_host(self) -> str:
@@ -362,16 +369,73 @@ def check_network(facts: Facts) -> Finding | None:
     return Finding("network", "ok", f"network {net.name} exists (MTU {net.mtu or DEFAULT_MTU})")
 
 
+UNFINISHED = "the last dockyard up stopped before it"
+RERUN = "run dockyard up again and read its error: that is the cause"
+
+
 def check_engine(facts: Facts) -> Finding | None:
-    """A stopped engine explains most other failures; its log says why it stopped."""
+    """A stopped engine explains most other failures; its log says why it stopped. A missing
+    one in a stack whose other parts exist is an up that did not finish."""
+    engine = facts.engine
     if not facts.dind:
         return None
-    return _state("engine", "engine", facts.engine, "dockyard up recreates it")
+    if engine is not None and not engine.exists:
+        return Finding(
+            "engine",
+            "fail",
+            f"engine container {engine.name} does not exist: {UNFINISHED} was ready",
+            f"{RERUN} (dockyard engine create NAME --keep-on-failure keeps a failing engine "
+            "for its log)",
+        )
+    return _state("engine", "engine", engine, "dockyard up recreates it")
 
 
 def check_ci(facts: Facts) -> Finding | None:
     """Every other check looks from the CI container: it must run."""
-    return _state("ci", "CI", facts.ci, "dockyard up recreates it")
+    ci, engine = facts.ci, facts.engine
+    if ci is not None and not ci.exists and facts.dind and engine is not None:
+        if not engine.exists:
+            return Finding(
+                "ci",
+                "fail",
+                f"CI container {ci.name} does not exist: it is made after the engine",
+                "see the engine finding",
+            )
+        return Finding(
+            "ci", "fail", f"CI container {ci.name} does not exist: {UNFINISHED} made it", RERUN
+        )
+    return _state("ci", "CI", ci, "dockyard up recreates it")
+
+
+def check_base_image(facts: Facts) -> Finding | None:
+    """A build in the CI starts FROM the base image, which the engine cannot pull: it must
+    be there (a killed up may have left an engine that never got it)."""
+    found, api = facts.base_image, facts.api
+    if found is None or api is None or not api.ok:
+        return None
+    if found.ok:
+        return Finding("base-image", "ok", f"the engine holds {BASE_IMAGE}")
+    return Finding(
+        "base-image",
+        "fail",
+        f"the engine lacks {BASE_IMAGE}, which the CI's builds start FROM and no registry "
+        "can give it",
+        "dockyard up (it seeds the engine)",
+    )
+
+
+def check_data_root(facts: Facts) -> Finding | None:
+    """A full data root fails builds with bare I/O errors (``head: standard output``)."""
+    disk, engine = facts.data_root, facts.engine
+    if disk is None or engine is None:
+        return None
+    status, words = disk_verdict(disk)
+    fix = (
+        f"free space: docker exec {engine.name} docker system prune -af; or give the engine a "
+        f"larger volume for {disk.path}"
+    )
+    cause = f"the engine's data root {disk.path} {words}"
+    return Finding("data-root", status, cause, fix if status != "ok" else "")
 
 
 def check_ci_network(facts: Facts) -> Finding | None:
@@ -768,6 +832,8 @@ CHECKS: tuple[Callable[[Facts], Finding | None], ...] = (
     check_storage_driver,
     check_mtu,
     check_plaintext_delay,
+    check_base_image,
+    check_data_root,
     check_registry,
     check_registry_trust,
     check_mirror,

@@ -20,8 +20,9 @@ from urllib.parse import urlsplit
 
 import requests
 
-from dockyard import docker_api, pki
+from dockyard import docker_api, labels, pki
 from dockyard.doctor.checks import (
+    BASE_IMAGE,
     CERT_FILES,
     REGISTRY,
     CertFile,
@@ -35,8 +36,9 @@ from dockyard.doctor.checks import (
     SocketStat,
     daemon_flags,
 )
+from dockyard.engine import service
 from dockyard.errors import DockyardError
-from dockyard.stack.plan import CERT_PATH, ENGINE_ALIAS, HOST_SOCKET
+from dockyard.stack.plan import CERT_PATH, COMPONENT, ENGINE_ALIAS, HOST_SOCKET
 
 PROBE_SECONDS = 10  # a probe in the CI container that takes longer has failed
 TIMED_OUT = 124  # timeout(1)'s exit code
@@ -69,8 +71,15 @@ def _host_view(client: docker_api.DockerClient, facts: Facts) -> Facts:
         ci=_container(client, names.ci),
         host_ca=_host_ca(),
         engine_tls=_engine_tls(client, engine) if engine.exists else None,
+        parts=_parts(client, facts.stack),
+        data_root=service.data_root(client, engine.name) if engine.running else None,
         mirrors=_mirrors(client),
     )
+
+
+def _parts(client: docker_api.DockerClient, stack: str) -> frozenset[str]:
+    found = client.api.volumes(filters={"label": labels.selector(stack=stack)})
+    return frozenset((v.get("Labels") or {}).get(COMPONENT, "") for v in found.get("Volumes") or [])
 
 
 def _ci_view(client: docker_api.DockerClient, facts: Facts) -> Facts:
@@ -86,6 +95,13 @@ def _ci_view(client: docker_api.DockerClient, facts: Facts) -> Facts:
     if facts.dind:
         cert_dir = ci.env.get("DOCKER_CERT_PATH") or CERT_PATH
         probes.append(lambda: {"resolve": _probe(client, name, ["getent", "hosts", ENGINE_ALIAS])})
+        probes.append(
+            lambda: {
+                "base_image": _probe(
+                    client, name, ["docker", "image", "inspect", "-f", "{{.Id}}", BASE_IMAGE]
+                )
+            }
+        )
         probes.append(
             lambda: {"certs": tuple(_read(client, name, f"{cert_dir}/{f}") for f in CERT_FILES)}
         )

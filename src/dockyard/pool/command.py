@@ -242,9 +242,11 @@ def gc(
 
     Pool engines whose lease ended or that nobody serves, expired lease markers, networks
     and data volumes of gone engines, left-over probe/client containers, certificate
-    directories of ended leases, keyed caches beyond their age and count limits. Never:
-    stacks, standalone engines (dockyard engine create) and their caches, and anything
-    outside DOCKYARD_LABELS when it is set.
+    directories of ended leases, keyed caches beyond their age and count limits; standalone
+    engines that never became ready (a killed engine create, unless a create of it runs);
+    whatever a command that is gone made for its own run (a killed demo's verify engine).
+    Never: stacks, ready standalone engines and their caches, and anything outside
+    DOCKYARD_LABELS when it is set.
     """
     from dockyard import docker_api
     from dockyard.pool import config

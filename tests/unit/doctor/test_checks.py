@@ -496,6 +496,50 @@ def test_an_engine_that_does_not_trust_the_registry_fails():
     assert "--insecure-registry registry:5000" in found.fix
 
 
+# --- half-made stacks, the base image, the data root -------------------------------------------
+
+
+def test_a_failed_first_up_blames_the_engine_not_the_ci():
+    facts = Facts(
+        stack=STACK,
+        now=NOW,
+        network=Network(STACK, exists=True),
+        engine=Container("s-engine"),
+        registry=Container("s-registry"),
+        ci=Container("s-ci"),
+        parts=frozenset({"engine-cache", "certs", "ci-home"}),
+    )
+    found = problems(facts)
+    assert "the last dockyard up stopped before it was ready" in found["engine"].cause
+    assert "read its error" in found["engine"].fix
+    assert found["ci"].fix == "see the engine finding"
+
+
+def test_an_engine_without_the_base_image_fails_and_up_is_the_fix():
+    found = finding(
+        dind(base_image=Run(1, "Error: No such image: dockyard/base:0.1")), "base-image"
+    )
+    assert found.status == "fail"
+    assert "lacks dockyard/base:0.1" in found.cause
+    assert "dockyard up" in found.fix
+    assert finding(dind(base_image=Run(0, "sha256:1")), "base-image").status == "ok"
+
+
+@pytest.mark.parametrize(
+    ("size", "free", "status", "says"),
+    [
+        (50 * 2**30, 20 * 2**30, "ok", "20.0 GiB free of 50.0 GiB (40%)"),
+        (50 * 2**30, 2 * 2**30, "warn", "nearly full"),
+        (50 * 2**30, 100 * 2**20, "fail", "is full: 100 MiB free"),
+    ],
+)
+def test_the_data_root_shows_its_free_space_and_names_a_full_one(size, free, status, says):
+    found = finding(dind(data_root=checks.DiskUse("/var/lib/docker", size, free)), "data-root")
+    assert found.status == status
+    assert says in found.cause
+    assert (found.fix != "") == (status != "ok")
+
+
 # --- pull-through caches ---------------------------------------------------------------------
 
 MIRROR = checks.MirrorState(

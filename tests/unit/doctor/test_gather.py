@@ -35,6 +35,9 @@ class BrokenAPI:
     def containers(self, all, filters):  # no pull-through cache on this host
         return []
 
+    def volumes(self, filters):
+        return {"Volumes": None}
+
     def logs(self, name, tail):
         raise docker_api.APIError("no logs")
 
