@@ -18,6 +18,7 @@ from dockyard import ui
 from dockyard.doctor import command as doctor_command
 from dockyard.errors import DockyardError
 from dockyard.guard import command as guard_command
+from dockyard.mirror import command as mirror_command
 from dockyard.pool import command as pool_command
 
 if TYPE_CHECKING:  # (pydantic and YAML load when a command needs a config: --help is fast)
@@ -375,6 +376,8 @@ app.command("serve")(pool_command.serve)
 app.command("lease")(pool_command.lease)
 app.command("release")(pool_command.release)
 app.command("leases")(pool_command.leases)
+app.command("pools")(pool_command.pools)
+app.add_typer(mirror_command.app, name="mirror")
 app.command("gc")(pool_command.gc)
 
 ci_app = typer.Typer(help="The stack's CI server (buildbot preset).", no_args_is_help=True)

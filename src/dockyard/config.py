@@ -20,6 +20,7 @@ from pydantic import (
     Field,
     ValidationError,
     field_validator,
+    model_validator,
 )
 from ruamel.yaml import YAML
 from ruamel.yaml.comments import CommentedMap, CommentedSeq
@@ -113,6 +114,53 @@ def _mib(size: int) -> str:
 
 
 Size = Annotated[int, BeforeValidator(parse_size)]
+_ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+_IMAGE = re.compile(r"^[a-z0-9][a-z0-9._/:@-]*$")
+
+
+class MirrorConfig(BaseModel):
+    """A pull-through cache of one upstream registry, shared by every stack and pool of the host
+    that names the same upstream. Credentials are named by reference, never written here."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    upstream: str = Field(description="the registry mirrored, e.g. https://registry-1.docker.io")
+    max_size: Size = Field(20 * 1024**3, description="oldest blobs are evicted above this")
+    username: str | None = None
+    password_file: Path | None = Field(None, description="a file only its owner can read")
+    password_env: str | None = Field(None, description="the name of a variable holding it")
+
+    @field_validator("upstream")
+    @classmethod
+    def _upstream(cls, value: str) -> str:
+        parts = urlsplit(value)
+        if parts.scheme not in ("http", "https") or not parts.hostname or parts.path not in "/":
+            raise ValueError(f"invalid mirror upstream {value!r}: use http(s)://HOST[:PORT]")
+        return value.rstrip("/")
+
+    @field_validator("password_env")
+    @classmethod
+    def _env(cls, value: str | None) -> str | None:
+        if value is not None and not _ENV_NAME.match(value):
+            raise ValueError(f"invalid variable name {value!r}")
+        return value
+
+    @model_validator(mode="after")
+    def _credentials(self) -> MirrorConfig:
+        if self.password_file and self.password_env:
+            raise ValueError("give password_file or password_env, not both")
+        if (self.password_file or self.password_env) and not self.username:
+            raise ValueError("a password needs a username")
+        return self
+
+
+def check_seed(value: tuple[str, ...]) -> tuple[str, ...]:
+    for item in value:
+        if not _IMAGE.match(item):
+            raise ValueError(f"invalid seed image {item!r}: use NAME[:TAG], e.g. debian:12")
+    return value
+
+
 EngineMemory = Annotated[int, BeforeValidator(parse_size), AfterValidator(check_engine_memory)]
 ReadyTimeout = Annotated[float, AfterValidator(check_ready_timeout)]
 
@@ -308,8 +356,21 @@ class StackConfig(BaseModel):
     engine: StackEngine = Field(default_factory=StackEngine)
     registry: StackRegistry = Field(default_factory=StackRegistry)
     ci: StackCI = Field(default_factory=StackCI)
+    mirror: MirrorConfig | None = Field(None, description="a pull-through cache for the engine")
+    seed: tuple[str, ...] = Field((), description="images the engine pulls once it is up")
 
     @field_validator("name")
     @classmethod
     def _name(cls, value: str) -> str:
         return check_name(value, "stack name")
+
+    @field_validator("seed")
+    @classmethod
+    def _seed(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        return check_seed(value)
+
+    @model_validator(mode="after")
+    def _own_engine(self) -> StackConfig:
+        if (self.mirror is not None or self.seed) and self.docker != "dind":
+            raise ValueError("mirror and seed configure the stack's own engine: docker: dind")
+        return self

@@ -155,6 +155,18 @@ class DaemonInfo:
 
 
 @dataclass(frozen=True)
+class MirrorState:
+    """A pull-through cache on this host, and the cause of trouble its own log names."""
+
+    name: str
+    upstream: str
+    status: str = "missing"
+    networks: tuple[str, ...] = ()
+    problem: tuple[str, str, str] | None = None  # (what, evidence, fix)
+    log_tail: str = ""
+
+
+@dataclass(frozen=True)
 class Facts:
     """Everything the checks need, as plain data; ``None`` means not observed."""
 
@@ -173,6 +185,7 @@ class Facts:
     registry_http: Run | None = None  # curl http://registry:5000/v2/
     socket: SocketStat | None = None
     certs: tuple[CertFile, ...] = ()
+    mirrors: tuple[MirrorState, ...] = ()  # every cache on the host (stacks' and pools')
     parts: frozenset[str] = frozenset()  # components of the stack's volumes that exist
     base_image: Run | None = None  # docker image inspect BASE, from the CI container
     data_root: DiskUse | None = None  # the engine's /var/lib/docker
@@ -767,6 +780,45 @@ def check_registry_trust(facts: Facts) -> Finding | None:
     )
 
 
+def check_mirror(facts: Facts) -> Finding | None:
+    """The caches this host runs work, and the stack engine's mirror is one of them, on its
+    network: a broken mirror makes Hub pulls fall back to docker.io (unreachable offline)."""
+    engine = facts.engine
+    wanted = [
+        urlsplit(arg.partition("=")[2]).hostname or ""
+        for arg in (engine.args if engine is not None and engine.exists else ())
+        if arg.startswith("--registry-mirror=")
+    ]
+    known = {m.name: m for m in facts.mirrors}
+    if not facts.mirrors and not any(name.startswith("dockyard-mirror-") for name in wanted):
+        return None
+    causes: list[str] = []
+    fixes: list[str] = []
+    detail = ""
+    for name in (n for n in wanted if n.startswith("dockyard-mirror-")):
+        found = known.get(name)
+        if found is None or found.status != "running":
+            state = "missing" if found is None else found.status
+            causes.append(f"the engine's mirror {name} is {state}")
+            fixes.append("dockyard up recreates it")
+        elif facts.names.network not in found.networks:
+            causes.append(f"mirror {name} is not on network {facts.names.network}")
+            fixes.append(f"docker network connect {facts.names.network} {name}")
+    own = bool(causes)  # a broken cache of this stack fails it; another's (a pool's) warns
+    for found in facts.mirrors:
+        if found.problem is not None:
+            what, evidence, fix = found.problem
+            causes.append(f"mirror {found.name} ({found.upstream}) {what}: {evidence}")
+            fixes.append(fix)
+            detail = detail or found.log_tail
+            own = own or found.name in wanted or facts.names.network in found.networks
+    if causes:
+        status: Status = "fail" if own else "warn"
+        return Finding("mirror", status, "; ".join(causes), "; ".join(dict.fromkeys(fixes)), detail)
+    names = ", ".join(f"{m.name} ({m.upstream})" for m in facts.mirrors)
+    return Finding("mirror", "ok", f"pull-through caches answer: {names}")
+
+
 CHECKS: tuple[Callable[[Facts], Finding | None], ...] = (
     check_network,
     check_engine,
@@ -784,6 +836,7 @@ CHECKS: tuple[Callable[[Facts], Finding | None], ...] = (
     check_data_root,
     check_registry,
     check_registry_trust,
+    check_mirror,
 )
 
 

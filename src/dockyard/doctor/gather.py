@@ -30,6 +30,7 @@ from dockyard.doctor.checks import (
     DaemonInfo,
     EngineTLS,
     Facts,
+    MirrorState,
     Network,
     Run,
     SocketStat,
@@ -72,6 +73,7 @@ def _host_view(client: docker_api.DockerClient, facts: Facts) -> Facts:
         engine_tls=_engine_tls(client, engine) if engine.exists else None,
         parts=_parts(client, facts.stack),
         data_root=service.data_root(client, engine.name) if engine.running else None,
+        mirrors=_mirrors(client),
     )
 
 
@@ -113,6 +115,31 @@ def _ci_view(client: docker_api.DockerClient, facts: Facts) -> Facts:
 
 
 # --- the host engine's view ------------------------------------------------------------------
+
+
+def _mirrors(client: docker_api.DockerClient) -> tuple[MirrorState, ...]:
+    from dockyard.mirror import plan
+    from dockyard.mirror import service as mirror
+
+    found = []
+    for cache in mirror.ls(client):
+        name = cache["Name"].lstrip("/")
+        text = mirror.logs(client, name)
+        upstream = (cache["Config"].get("Labels") or {}).get(plan.UPSTREAM, "")
+        problem = plan.diagnose(text)
+        if problem is None and cache["State"]["Running"]:
+            problem = mirror.probe(client, name, upstream)
+        found.append(
+            MirrorState(
+                name=name,
+                upstream=upstream,
+                status=str(cache["State"]["Status"]),
+                networks=tuple(cache["NetworkSettings"]["Networks"]),
+                problem=problem,
+                log_tail="\n".join(text.splitlines()[-LOG_LINES:]),
+            )
+        )
+    return tuple(found)
 
 
 def _container(client: docker_api.DockerClient, name: str) -> Container:

@@ -60,6 +60,13 @@ class PoolConfig(BaseModel):
     max_ttl: Duration = Field(86400, description="the longest TTL a request may ask for")
     keyed: KeyedLimits = Field(default_factory=KeyedLimits)
     ready_timeout: config.ReadyTimeout = 60.0
+    mirror: config.MirrorConfig | None = Field(None, description="a pull-through cache")
+    seed: tuple[str, ...] = Field((), description="images a warm engine pulls while it waits")
+
+    @field_validator("seed")
+    @classmethod
+    def _seed(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        return config.check_seed(value)
 
     @field_validator("name")
     @classmethod

@@ -20,6 +20,7 @@ from dockyard.engine import client as engine_client
 from dockyard.engine import service
 from dockyard.errors import DockyardError
 from dockyard.images import builder, recipes, resolve
+from dockyard.mirror import service as mirror
 from dockyard.stack import guard as stack_guard
 from dockyard.stack import presets
 from dockyard.stack.plan import (
@@ -182,6 +183,9 @@ def _up(
         report.actions.append(Action(item.component, item.name, action))
         if action != "unchanged":
             changed.add(item.component)
+        if item.kind == "network" and cfg.mirror is not None:  # before the engine pulls
+            cache = mirror.ensure(client, cfg.mirror, item.name)
+            report.actions.append(Action("mirror", cache.name, "ensured"))
     report.seconds = time.monotonic() - started
     return report
 
@@ -203,6 +207,7 @@ def _undo(client: docker_api.DockerClient, stack: str, item: Desired) -> None:
     """Remove what this failed run created under ``item``'s name: nothing it found."""
     try:
         if item.kind == "network":
+            mirror.detach(client, item.name)  # joined to it by this run, before the engine
             client.api.remove_network(item.name)
         elif item.kind == "volume":
             client.api.remove_volume(item.name, force=True)
@@ -255,8 +260,10 @@ def _apply(
 
 def _finish_engine(client: docker_api.DockerClient, cfg: config.StackConfig, engine: str) -> None:
     """What a new engine needs before the CI can use it: the base image its builds start
-    FROM (it cannot pull), and its client certificates in the certs volume."""
+    FROM (it cannot pull), the config's seed (pulled through the cache), and its client
+    certificates in the certs volume."""
     service.seed(engine, [recipes.recipe(recipes.BASE).ref], client=client)
+    mirror.pull(client, engine, cfg.seed)
     _fill_certs(client, Names(cfg.name), presets.get(cfg.ci.preset).uid)
 
 
@@ -371,6 +378,7 @@ def down(
     if stack_guard.stop(stack):
         removed.append(f"guard {stack}-guard")
     for network in client.api.networks(filters=selector):
+        mirror.detach(client, network["Name"])  # the host's cache stays, for others
         client.api.remove_network(network["Id"])
         removed.append(f"network {network['Name']}")
     if volumes:

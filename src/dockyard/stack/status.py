@@ -17,7 +17,7 @@ UNFINISHED = (
 )
 ORDER = (
     "network", "engine-cache", "certs", "ci-home", "registry-data", "engine", "guard", "registry",
-    "ci",
+    "mirror", "ci",
 )  # fmt: skip
 
 
@@ -93,8 +93,34 @@ def status(stack: str, client: docker_api.DockerClient | None = None) -> StackSt
         )  # fmt: skip
     mode = mode_of({c.component for c in found}, guard is not None, env.get("DOCKER_HOST", ""))
     found += missing(stack, mode, set(containers))
+    found.extend(_mirrors(client, stack))
     found.sort(key=lambda c: ORDER.index(c.component) if c.component in ORDER else len(ORDER))
     return StackStatus(stack, mode, found, env)
+
+
+def _mirrors(client: docker_api.DockerClient, network: str) -> list[Component]:
+    """The host's caches on the stack's network: hits, misses and size, or what is wrong."""
+    from dockyard.mirror import service as mirror
+
+    found = []
+    for cache in mirror.ls(client):
+        if network not in cache["NetworkSettings"]["Networks"]:
+            continue
+        seen = mirror.report(client, cache["Name"].lstrip("/"))
+        detail = (
+            f"{seen['upstream']}: {seen.get('hits', 0)} hits, {seen.get('misses', 0)} misses, "
+            f"{_mib(seen.get('size', 0))} of {_mib(seen.get('max_size', 0))}"
+        )
+        health = "failing" if seen["problem"] else "ok"
+        state = str(seen["state"])
+        found.append(
+            Component("mirror", "container", seen["name"], state, health, seen["problem"] or detail)
+        )
+    return found
+
+
+def _mib(size: int) -> str:
+    return f"{size / 1024**2:.1f} MiB"
 
 
 def mode_of(components: set[str], guarded: bool, docker_host: str) -> str:

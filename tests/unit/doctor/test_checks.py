@@ -538,3 +538,86 @@ def test_the_data_root_shows_its_free_space_and_names_a_full_one(size, free, sta
     assert found.status == status
     assert says in found.cause
     assert (found.fix != "") == (status != "ok")
+
+
+# --- pull-through caches ---------------------------------------------------------------------
+
+MIRROR = checks.MirrorState(
+    "dockyard-mirror-ab12cd34", "https://hub.example", status="running", networks=(STACK,)
+)
+MIRRORED = replace(
+    ENGINE,
+    args=engine_args(
+        registry_mirrors=("http://dockyard-mirror-ab12cd34:5000",),
+        insecure_registries=("registry:5000", "dockyard-mirror-ab12cd34:5000"),
+    ),
+)
+
+
+def test_no_cache_no_mirror_finding():
+    assert "mirror" not in {f.check for f in checks.diagnose(dind())}
+
+
+def test_a_healthy_cache_is_ok():
+    found = checks.check_mirror(dind(engine=MIRRORED, mirrors=(MIRROR,)))
+    assert found is not None
+    assert found.status == "ok"
+    assert "https://hub.example" in found.cause
+
+
+@pytest.mark.parametrize(
+    ("mirrors", "says", "fix"),
+    [
+        ((), "mirror dockyard-mirror-ab12cd34 is missing", "dockyard up"),
+        ((replace(MIRROR, status="exited"),), "is exited", "dockyard up"),
+        ((replace(MIRROR, networks=("other",)),), "is not on network s", "network connect"),
+        (
+            (
+                replace(
+                    MIRROR,
+                    problem=(
+                        "cannot reach its upstream",
+                        "dial tcp: no such host",
+                        "check mirror.upstream",
+                    ),
+                ),
+            ),
+            "(https://hub.example) cannot reach its upstream: dial tcp",
+            "mirror.upstream",
+        ),
+        (
+            (
+                replace(
+                    MIRROR,
+                    problem=(
+                        "was refused by its upstream (credentials)",
+                        "unauthorized",
+                        "check mirror.username",
+                    ),
+                ),
+            ),
+            "refused by its upstream (credentials)",
+            "mirror.username",
+        ),
+    ],
+)
+def test_a_broken_cache_is_named_with_its_cause(mirrors, says, fix):
+    found = checks.check_mirror(dind(engine=MIRRORED, mirrors=mirrors))
+    assert found is not None
+    assert found.status == "fail"
+    assert says in found.cause
+    assert fix in found.fix
+
+
+def test_another_stacks_or_pools_broken_cache_only_warns():
+    theirs = replace(
+        MIRROR,
+        name="dockyard-mirror-00000000",
+        networks=("dockyard-pool-ci",),
+        problem=("cannot reach its upstream", "dial tcp", "check mirror.upstream"),
+    )
+    found = checks.check_mirror(dind(mirrors=(theirs,)))
+    assert found is not None
+    assert found.status == "warn"
+    assert "dockyard-mirror-00000000" in found.cause
+    assert checks.healthy(checks.diagnose(dind(mirrors=(theirs,))))

@@ -148,6 +148,28 @@ def test_certificate_dirs_of_ended_leases_go():
     assert [(r.kind, r.name) for r in removals] == [("certs", "l2")]
 
 
+def test_a_pull_through_cache_and_its_volume_are_never_reclaimed():
+    """The cache is the host's, shared by pools and stacks: gc leaves it, used or not (and a
+    pool network it is still joined to stays until ``dockyard mirror rm``)."""
+    from dockyard.mirror import plan as mirror_plan
+
+    name = "dockyard-mirror-ab12cd34"
+    cache = Container(
+        f"id-{name}", name, labels.own(mirror_plan.ROLE_MIRROR, mirror=name), True, True, OLD
+    )
+    volume = Volume(
+        mirror_plan.volume_of(name), labels.own(mirror_plan.ROLE_MIRROR_DATA, mirror=name), OLD
+    )
+    network = Network(
+        "n1", "dockyard-pool-ci", labels.own("network", pool="ci"), OLD, ("id-b", cache.id)
+    )
+    found = Inventory(
+        containers=(engine("b"), cache), volumes=(data("b"), volume), networks=(network,)
+    )
+    removals = gc.plan(found, now=NOW, grace=0)
+    assert [(r.kind, r.name) for r in removals] == [("engine", "b"), ("volume", "dockyard-data-b")]
+
+
 # --- what a killed command left -------------------------------------------------------------
 
 DEAD = "host/4242/777"
