@@ -156,6 +156,9 @@ build_base() {
   printf '%s\n' "$recipe" > "$work/out/recipe"
   rm -rf "$base_dir"
   mv "$work/out" "$base_dir"
+  # Base disks of other recipes are 1.2 GB each: keep only this one (and the package cache).
+  find "$cache" -mindepth 1 -maxdepth 1 -type d ! -name "$hash" ! -name debs \
+    -exec rm -rf {} +
 }
 if [ ! -s "$base_dir/base.raw" ]; then
   build_base
