@@ -56,6 +56,7 @@ class KubeEngine:
     insecure_registries: tuple[str, ...] = ()
     registry_mirrors: tuple[str, ...] = ()
     extra_labels: Mapping[str, str] = field(default_factory=dict)
+    annotations: Mapping[str, str] = field(default_factory=dict)
     probe_period: int = 1
 
     @property
@@ -272,11 +273,12 @@ def tls_volume(engine: KubeEngine) -> dict[str, Any]:
 def pod(engine: KubeEngine) -> dict[str, Any]:
     """The engine pod: hostname = the engine's name, so the probe's name resolves to itself."""
     metadata = _meta(engine, engine.name)
+    notes = dict(engine.annotations)
     if not engine.privileged:
         # v1.20 reads AppArmor from an annotation; newer servers also accept the field.
-        metadata["annotations"] = {
-            f"container.apparmor.security.beta.kubernetes.io/{ENGINE_CONTAINER}": "unconfined"
-        }
+        notes[f"container.apparmor.security.beta.kubernetes.io/{ENGINE_CONTAINER}"] = "unconfined"
+    if notes:
+        metadata["annotations"] = notes
     return {
         "apiVersion": "v1",
         "kind": "Pod",
