@@ -4,6 +4,7 @@ failed create, reads state back from labels. The one-host backend is dockyard.en
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import time
 from collections.abc import Callable, Mapping
@@ -91,6 +92,7 @@ class KubeBackend:
                              manifests.service(engine))  # fmt: skip
             undo.callback(self._undo, "service", engine.service)
             address = str(svc.spec.cluster_ip)
+            engine = dataclasses.replace(engine, address=address)
             undo.callback(pki.PkiStore().remove_issuer, self.issuer(engine.name))
             server, probe, client = self._bundles(engine, address)
             self._call("create secrets", self.core.create_namespaced_secret, self.ns,

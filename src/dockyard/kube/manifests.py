@@ -58,6 +58,13 @@ class KubeEngine:
     extra_labels: Mapping[str, str] = field(default_factory=dict)
     annotations: Mapping[str, str] = field(default_factory=dict)
     probe_period: int = 1
+    address: str | None = None  # the Service's cluster IP, once it has one
+
+    @property
+    def probe_name(self) -> str:
+        """The name the probe calls: the Service's, so Ready also proves the path clients use
+        (Service, kube-proxy rules, certificate); the pod's own name before it has a Service."""
+        return f"{self.service}.{self.namespace}.svc" if self.address else self.name
 
     @property
     def service(self) -> str:
@@ -139,8 +146,8 @@ def service(engine: KubeEngine) -> dict[str, Any]:
             "type": "ClusterIP",
             "selector": {labels.ENGINE: engine.name, labels.ROLE: labels.ROLE_ENGINE},
             "ports": [{"name": "docker", "port": TLS_PORT, "targetPort": TLS_PORT}],
-            # Clients may connect before the first probe passes; dockerd answers or refuses.
-            "publishNotReadyAddresses": False,
+            # The readiness probe goes through the Service: it must route before Ready.
+            "publishNotReadyAddresses": True,
         },
     }
 
@@ -192,7 +199,7 @@ def probe_command(engine: KubeEngine) -> list[str]:
     """A TLS-verified API call to the engine's own name (the pod's /etc/hosts has it)."""
     return [
         "docker",
-        f"--host=tcp://{engine.name}:{TLS_PORT}",
+        f"--host=tcp://{engine.probe_name}:{TLS_PORT}",
         "--tlsverify",
         f"--tlscacert={PROBE_TLS_DIR}/ca.pem",
         f"--tlscert={PROBE_TLS_DIR}/cert.pem",
@@ -279,21 +286,21 @@ def pod(engine: KubeEngine) -> dict[str, Any]:
         notes[f"container.apparmor.security.beta.kubernetes.io/{ENGINE_CONTAINER}"] = "unconfined"
     if notes:
         metadata["annotations"] = notes
-    return {
-        "apiVersion": "v1",
-        "kind": "Pod",
-        "metadata": metadata,
-        "spec": {
-            "hostname": engine.name,
-            "subdomain": engine.service,
-            "restartPolicy": "Always",
-            "enableServiceLinks": False,
-            "automountServiceAccountToken": False,
-            "terminationGracePeriodSeconds": 10,
-            "containers": [engine_container(engine)],
-            "volumes": [data_volume(engine), tls_volume(engine)],
-        },
+    spec: dict[str, Any] = {
+        "hostname": engine.name,
+        "subdomain": engine.service,
+        "restartPolicy": "Always",
+        "enableServiceLinks": False,
+        "automountServiceAccountToken": False,
+        "terminationGracePeriodSeconds": 10,
+        "containers": [engine_container(engine)],
+        "volumes": [data_volume(engine), tls_volume(engine)],
     }
+    if engine.address:
+        # The Service's names resolve to its address inside the pod with or without cluster
+        # DNS (the test cluster has none): the probe calls the engine as clients do.
+        spec["hostAliases"] = [{"ip": engine.address, "hostnames": list(engine.dns_names[1:])}]
+    return {"apiVersion": "v1", "kind": "Pod", "metadata": metadata, "spec": spec}
 
 
 def job_environment(engine: KubeEngine, address: str) -> dict[str, str]:

@@ -26,6 +26,7 @@ KEYED = KubeEngine(
     [
         (lambda: manifests.pod(ENGINE), "V1Pod"),
         (lambda: manifests.pod(KEYED), "V1Pod"),
+        (lambda: manifests.pod(KubeEngine("e", "ci", "i", address="10.96.0.9")), "V1Pod"),
         (lambda: manifests.pod(KubeEngine("e", "ci", "i", privileged=False)), "V1Pod"),
         (lambda: manifests.service(ENGINE), "V1Service"),
         (lambda: manifests.cache_claim(KEYED), "V1PersistentVolumeClaim"),
@@ -56,6 +57,18 @@ def test_pod_runs_dockerd_with_tls_from_the_secret_and_probe_calls_its_own_name(
     tls = next(v for v in spec["volumes"] if v["name"] == "tls")
     assert tls["secret"]["secretName"] == "eng-a-tls"
     assert tls["secret"]["defaultMode"] == 0o400
+
+
+def test_with_a_service_address_the_probe_calls_the_service_name_resolved_to_it():
+    addressed = KubeEngine(name="eng-a", namespace="ci", image="i", address="10.96.0.7")
+    pod = manifests.pod(addressed)
+    probe = pod["spec"]["containers"][0]["readinessProbe"]["exec"]["command"]
+    assert "--host=tcp://eng-a.ci.svc:2376" in probe
+    assert pod["spec"]["hostAliases"] == [
+        {"ip": "10.96.0.7", "hostnames": ["eng-a.ci", "eng-a.ci.svc", "eng-a.ci.svc.cluster.local"]}
+    ]
+    assert "hostAliases" not in manifests.pod(ENGINE)["spec"]
+    assert manifests.service(addressed)["spec"]["publishNotReadyAddresses"] is True
 
 
 def test_ephemeral_data_root_is_an_empty_dir_and_a_keyed_one_a_claim():
