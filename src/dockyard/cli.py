@@ -19,6 +19,7 @@ from dockyard.doctor import command as doctor_command
 from dockyard.errors import DockyardError
 from dockyard.guard import command as guard_command
 from dockyard.kube import command as kube_command
+from dockyard.mirror import command as mirror_command
 from dockyard.pool import command as pool_command
 
 if TYPE_CHECKING:  # (pydantic and YAML load when a command needs a config: --help is fast)
@@ -191,17 +192,22 @@ def engine_ls(
     as_json: Annotated[bool, typer.Option("--json", help="machine-readable output")] = False,
 ) -> None:
     """List engines (read back from the host engine's labels)."""
+    from dockyard.engine import disk as data_disk
     from dockyard.engine import service
 
-    engines = _run(service.ls)
+    engines = _run(lambda: service.ls(disk=True))
     if as_json:
         _print_json([e.as_dict() for e in engines])
         return
-    table = Table("NAME", "STATE", "ENDPOINT", "NETWORK", "STORAGE", "PRIVILEGE", "CACHE", "IMAGE")
+    table = Table(
+        "NAME", "STATE", "ENDPOINT", "NETWORK", "STORAGE", "PRIVILEGE", "CACHE", "DATA ROOT",
+        "IMAGE",
+    )  # fmt: skip
     for e in engines:
+        disk = "" if e.disk is None else data_disk.summary(e.disk)
         table.add_row(
-            e.name, e.state, e.endpoint, e.network, e.storage_driver, e.privilege,
-            e.cache_volume, e.image,
+            e.name, e.shown_state, e.endpoint, e.network, e.storage_driver, e.privilege,
+            e.cache_volume, disk, e.image,
         )  # fmt: skip
     out.print(table)
 
@@ -372,6 +378,8 @@ app.command("serve")(pool_command.serve)
 app.command("lease")(pool_command.lease)
 app.command("release")(pool_command.release)
 app.command("leases")(pool_command.leases)
+app.command("pools")(pool_command.pools)
+app.add_typer(mirror_command.app, name="mirror")
 app.command("gc")(pool_command.gc)
 
 ci_app = typer.Typer(help="The stack's CI server (buildbot preset).", no_args_is_help=True)

@@ -12,7 +12,16 @@ from pathlib import Path
 from typing import Annotated, Any, Literal, TypeVar
 from urllib.parse import urlsplit
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, field_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 from ruamel.yaml import YAML
 from ruamel.yaml.comments import CommentedMap, CommentedSeq
 from ruamel.yaml.error import YAMLError
@@ -60,7 +69,100 @@ def check_mirrors(value: tuple[str, ...]) -> tuple[str, ...]:
     return value
 
 
+MIN_ENGINE_MEMORY = 128 * 1024**2
+"""An idle engine uses about 114 MiB (dockerd 72 MB + containerd 38 MB, measured): below
+this it is OOM-killed by its first ``docker load`` and the client sees only ``EOF``."""
+MIN_READY_TIMEOUT = 1.0
+"""An engine needs about 0.8 s from start to its first TLS-verified answer (measured)."""
+NOT_ENGINE_NETWORKS = ("host", "none", "bridge")
+
+
+def check_engine_memory(value: int) -> int:
+    if value < MIN_ENGINE_MEMORY:
+        raise ValueError(
+            f"{_mib(value)} is below what an engine needs: an idle one uses about 114 MiB and "
+            f"loading an image takes more; give it at least {_mib(MIN_ENGINE_MEMORY)} (e.g. 512m)"
+        )
+    return value
+
+
+def check_ready_timeout(value: float) -> float:
+    if value < MIN_READY_TIMEOUT:
+        raise ValueError(
+            f"{value:g} s is shorter than any engine takes to start (about 1 s here): "
+            f"use at least {MIN_READY_TIMEOUT:g} (the default is 60)"
+        )
+    return value
+
+
+def check_engine_network(value: str | None) -> str | None:
+    """An engine is reached by its name on a user-defined network: Docker's built-in ones
+    (host, none, bridge) resolve no names, and host would share the host's ports."""
+    if value is None:
+        return value
+    if value in NOT_ENGINE_NETWORKS or value.startswith("container:"):
+        raise ValueError(
+            f"{value!r} cannot hold an engine: CI containers reach an engine by its name on a "
+            "user-defined network; omit it (the engine gets its own) or name one made with "
+            "docker network create"
+        )
+    return value
+
+
+def _mib(size: int) -> str:
+    return f"{size / 1024**2:.3g} MiB"
+
+
 Size = Annotated[int, BeforeValidator(parse_size)]
+_ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+_IMAGE = re.compile(r"^[a-z0-9][a-z0-9._/:@-]*$")
+
+
+class MirrorConfig(BaseModel):
+    """A pull-through cache of one upstream registry, shared by every stack and pool of the host
+    that names the same upstream. Credentials are named by reference, never written here."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    upstream: str = Field(description="the registry mirrored, e.g. https://registry-1.docker.io")
+    max_size: Size = Field(20 * 1024**3, description="oldest blobs are evicted above this")
+    username: str | None = None
+    password_file: Path | None = Field(None, description="a file only its owner can read")
+    password_env: str | None = Field(None, description="the name of a variable holding it")
+
+    @field_validator("upstream")
+    @classmethod
+    def _upstream(cls, value: str) -> str:
+        parts = urlsplit(value)
+        if parts.scheme not in ("http", "https") or not parts.hostname or parts.path not in "/":
+            raise ValueError(f"invalid mirror upstream {value!r}: use http(s)://HOST[:PORT]")
+        return value.rstrip("/")
+
+    @field_validator("password_env")
+    @classmethod
+    def _env(cls, value: str | None) -> str | None:
+        if value is not None and not _ENV_NAME.match(value):
+            raise ValueError(f"invalid variable name {value!r}")
+        return value
+
+    @model_validator(mode="after")
+    def _credentials(self) -> MirrorConfig:
+        if self.password_file and self.password_env:
+            raise ValueError("give password_file or password_env, not both")
+        if (self.password_file or self.password_env) and not self.username:
+            raise ValueError("a password needs a username")
+        return self
+
+
+def check_seed(value: tuple[str, ...]) -> tuple[str, ...]:
+    for item in value:
+        if not _IMAGE.match(item):
+            raise ValueError(f"invalid seed image {item!r}: use NAME[:TAG], e.g. debian:12")
+    return value
+
+
+EngineMemory = Annotated[int, BeforeValidator(parse_size), AfterValidator(check_engine_memory)]
+ReadyTimeout = Annotated[float, AfterValidator(check_ready_timeout)]
 
 
 class EngineSettings(BaseModel):
@@ -68,19 +170,21 @@ class EngineSettings(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    network: str | None = Field(None, description="existing network to join; default: own one")
+    network: Annotated[str | None, AfterValidator(check_engine_network)] = Field(
+        None, description="existing network to join; default: own one"
+    )
     cache: str | None = Field(None, description="data-root volume; default dockyard-cache-NAME")
     image: str | None = Field(None, description="engine image; default docker:dind or local")
     mtu: int | None = Field(None, ge=576, le=65535, description="default: the network's MTU")
     cpus: float | None = Field(None, gt=0, le=1024)
-    memory: Size | None = None
+    memory: EngineMemory | None = None
     pids: int | None = Field(None, ge=16)
     insecure_registries: tuple[str, ...] = ()
     registry_mirrors: tuple[str, ...] = ()
     aliases: tuple[str, ...] = ()
     insecure: bool = Field(False, description="plaintext TCP on 2375 (no TLS): warned about")
     keep_on_failure: bool = False
-    ready_timeout: float = Field(60.0, gt=0)
+    ready_timeout: ReadyTimeout = 60.0
     extra_labels: dict[str, str] = Field(default_factory=dict)
 
     @field_validator("aliases")
@@ -204,10 +308,10 @@ class StackEngine(BaseModel):
     image: str | None = Field(None, description="engine image; default docker:dind or local")
     mtu: int | None = Field(None, ge=576, le=65535, description="default: the network's MTU")
     cpus: float | None = Field(None, gt=0, le=1024)
-    memory: Size | None = None
+    memory: EngineMemory | None = None
     pids: int | None = Field(None, ge=16)
     registry_mirrors: tuple[str, ...] = ()
-    ready_timeout: float = Field(60.0, gt=0)
+    ready_timeout: ReadyTimeout = 60.0
 
     @field_validator("registry_mirrors")
     @classmethod
@@ -252,8 +356,21 @@ class StackConfig(BaseModel):
     engine: StackEngine = Field(default_factory=StackEngine)
     registry: StackRegistry = Field(default_factory=StackRegistry)
     ci: StackCI = Field(default_factory=StackCI)
+    mirror: MirrorConfig | None = Field(None, description="a pull-through cache for the engine")
+    seed: tuple[str, ...] = Field((), description="images the engine pulls once it is up")
 
     @field_validator("name")
     @classmethod
     def _name(cls, value: str) -> str:
         return check_name(value, "stack name")
+
+    @field_validator("seed")
+    @classmethod
+    def _seed(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        return check_seed(value)
+
+    @model_validator(mode="after")
+    def _own_engine(self) -> StackConfig:
+        if (self.mirror is not None or self.seed) and self.docker != "dind":
+            raise ValueError("mirror and seed configure the stack's own engine: docker: dind")
+        return self

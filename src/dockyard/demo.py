@@ -15,12 +15,12 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from dockyard import config, docker_api
+from dockyard import config, creator, docker_api, labels
 from dockyard.engine import client as engine_client
 from dockyard.engine import service
 from dockyard.errors import DockyardError
 from dockyard.images import recipes
-from dockyard.stack.plan import REGISTRY_ALIAS, REGISTRY_PORT, Names
+from dockyard.stack.plan import COMPONENT, REGISTRY_ALIAS, REGISTRY_PORT, Names
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "hello"
 WORKDIR = "/workspace/hello"
@@ -92,7 +92,7 @@ def run(stack: str = "dockyard", *, progress: Callable[[str], None] = lambda _m:
     pushed = timed("docker push", lambda: in_ci(["docker", "push", report.image], "docker push"))
     report.digest = push_digest(pushed)
     report.steps[-1] = Step(report.steps[-1].name, report.steps[-1].seconds, report.digest)
-    report.output = _verify_on_fresh_engine(client, names, tag, report, timed)
+    report.output = _verify_on_fresh_engine(client, names, tag, report, timed, progress=progress)
     if report.image.startswith("localhost:"):
         # Built in the host's engine (socket modes): the registry keeps it, the host need not.
         engine_client.run(client, ci, ["docker", "rmi", report.image])
@@ -105,18 +105,24 @@ def _verify_on_fresh_engine(
     tag: str,
     report: Report,
     timed: Callable[[str, Callable[[], str]], str],
+    *,
+    progress: Callable[[str], None],
 ) -> str:
-    """Pull and run the pushed image on an engine created for this purpose alone."""
+    """Pull and run the pushed image on an engine created for this purpose alone.
+
+    It and its cache carry the stack (``down`` removes them) and this process as creator
+    (``gc`` reclaims them once a killed demo is gone)."""
     verifier = f"{names.stack}-verify-{secrets.token_hex(2)}"
     ref = f"{REGISTRY_ALIAS}:{REGISTRY_PORT}/hello:{tag}"
     options = config.EngineOptions(
         name=verifier,
         network=names.network,
         insecure_registries=(f"{REGISTRY_ALIAS}:{REGISTRY_PORT}",),
+        extra_labels={labels.STACK: names.stack, COMPONENT: "verify", **creator.label()},
     )
     timed(
         "create a fresh engine to verify",
-        lambda: service.create(options, client=client).info.endpoint,
+        lambda: service.create(options, client=client, progress=progress).info.endpoint,
     )
     try:
         container = service.get(verifier, client).container

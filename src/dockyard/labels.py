@@ -31,6 +31,8 @@ ROLE_IMAGE = "image"
 ROLE_PROBE = "probe"
 ROLE_CLIENT = "client"
 ROLE_STACK = "stack"
+ROLE_GUARDED = "guarded"
+"""Objects a guard's clients created (with their ``owner``)."""
 
 
 USER_LABELS_ENV = "DOCKYARD_LABELS"

@@ -73,3 +73,32 @@ def test_the_cli_starts_without_its_heavy_modules():
         [sys.executable, "-c", probe], capture_output=True, text=True, check=True
     ).stdout
     assert loaded.strip() == "[]"
+
+
+def test_pools_shows_each_pools_cache_and_what_its_engines_hold(monkeypatch):
+    from dockyard.pool import client
+
+    served = [
+        {
+            "name": "ci",
+            "idle": 2,
+            "leased": 1,
+            "creating": 0,
+            "max": 8,
+            "seed": ["debian:12"],
+            "engines": [{"name": "e1", "state": "ready", "images": ["debian:12"]}],
+            "mirror": {
+                "upstream": "https://hub.example",
+                "hits": 9,
+                "misses": 1,
+                "size": 10 * 1024**2,
+                "max_size": 20 * 1024**3,
+                "problem": None,
+            },
+        }
+    ]
+    monkeypatch.setattr(client.Client, "call", lambda self, method, path, body=None: served)
+    result = runner.invoke(app, ["pools"], env={"COLUMNS": "200"})
+    assert result.exit_code == 0, result.output
+    assert "https://hub.example: 9 hits, 1 misses, 10 of 20480 MiB" in result.output
+    assert "debian:12 (1 engine(s) hold it)" in result.output

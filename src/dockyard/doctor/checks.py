@@ -15,8 +15,10 @@ from typing import Literal
 from urllib.parse import urlsplit
 
 from dockyard import labels, pki
+from dockyard.engine.disk import DiskUse, disk_verdict
 from dockyard.engine.service import DEFAULT_MTU
 from dockyard.engine.spec import PLAIN_PORT, SERVER_TLS_DIR, TLS_PORT
+from dockyard.images import recipes
 from dockyard.stack.plan import (
     CERT_PATH,
     ENGINE_ALIAS,
@@ -27,6 +29,7 @@ from dockyard.stack.plan import (
 )
 
 Status = Literal["ok", "warn", "fail"]
+BASE_IMAGE = recipes.recipe(recipes.BASE).ref
 
 REGISTRY = f"{REGISTRY_ALIAS}:{REGISTRY_PORT}"
 CERT_FILES = (pki.CA_CERT, pki.CERT, pki.KEY)
@@ -152,6 +155,18 @@ class DaemonInfo:
 
 
 @dataclass(frozen=True)
+class MirrorState:
+    """A pull-through cache on this host, and the cause of trouble its own log names."""
+
+    name: str
+    upstream: str
+    status: str = "missing"
+    networks: tuple[str, ...] = ()
+    problem: tuple[str, str, str] | None = None  # (what, evidence, fix)
+    log_tail: str = ""
+
+
+@dataclass(frozen=True)
 class Facts:
     """Everything the checks need, as plain data; ``None`` means not observed."""
 
@@ -170,6 +185,10 @@ class Facts:
     registry_http: Run | None = None  # curl http://registry:5000/v2/
     socket: SocketStat | None = None
     certs: tuple[CertFile, ...] = ()
+    mirrors: tuple[MirrorState, ...] = ()  # every cache on the host (stacks' and pools')
+    parts: frozenset[str] = frozenset()  # components of the stack's volumes that exist
+    base_image: Run | None = None  # docker image inspect BASE, from the CI container
+    data_root: DiskUse | None = None  # the engine's /var/lib/docker
 
     @property
     def names(self) -> Names:
@@ -180,7 +199,8 @@ class Facts:
         """Engine mode: an engine exists, or the CI container is pointed at one over TCP."""
         if self.engine is not None and self.engine.exists:
             return True
-        return self.docker_host.startswith("tcp://")
+        # a half-made stack: only a dind stack has these volumes
+        return self.docker_host.startswith("tcp://") or bool(self.parts & {"engine-cache", "certs"})
 
     @property
     def docker_host(self) -> str:
@@ -349,16 +369,73 @@ def check_network(facts: Facts) -> Finding | None:
     return Finding("network", "ok", f"network {net.name} exists (MTU {net.mtu or DEFAULT_MTU})")
 
 
+UNFINISHED = "the last dockyard up stopped before it"
+RERUN = "run dockyard up again and read its error: that is the cause"
+
+
 def check_engine(facts: Facts) -> Finding | None:
-    """A stopped engine explains most other failures; its log says why it stopped."""
+    """A stopped engine explains most other failures; its log says why it stopped. A missing
+    one in a stack whose other parts exist is an up that did not finish."""
+    engine = facts.engine
     if not facts.dind:
         return None
-    return _state("engine", "engine", facts.engine, "dockyard up recreates it")
+    if engine is not None and not engine.exists:
+        return Finding(
+            "engine",
+            "fail",
+            f"engine container {engine.name} does not exist: {UNFINISHED} was ready",
+            f"{RERUN} (dockyard engine create NAME --keep-on-failure keeps a failing engine "
+            "for its log)",
+        )
+    return _state("engine", "engine", engine, "dockyard up recreates it")
 
 
 def check_ci(facts: Facts) -> Finding | None:
     """Every other check looks from the CI container: it must run."""
-    return _state("ci", "CI", facts.ci, "dockyard up recreates it")
+    ci, engine = facts.ci, facts.engine
+    if ci is not None and not ci.exists and facts.dind and engine is not None:
+        if not engine.exists:
+            return Finding(
+                "ci",
+                "fail",
+                f"CI container {ci.name} does not exist: it is made after the engine",
+                "see the engine finding",
+            )
+        return Finding(
+            "ci", "fail", f"CI container {ci.name} does not exist: {UNFINISHED} made it", RERUN
+        )
+    return _state("ci", "CI", ci, "dockyard up recreates it")
+
+
+def check_base_image(facts: Facts) -> Finding | None:
+    """A build in the CI starts FROM the base image, which the engine cannot pull: it must
+    be there (a killed up may have left an engine that never got it)."""
+    found, api = facts.base_image, facts.api
+    if found is None or api is None or not api.ok:
+        return None
+    if found.ok:
+        return Finding("base-image", "ok", f"the engine holds {BASE_IMAGE}")
+    return Finding(
+        "base-image",
+        "fail",
+        f"the engine lacks {BASE_IMAGE}, which the CI's builds start FROM and no registry "
+        "can give it",
+        "dockyard up (it seeds the engine)",
+    )
+
+
+def check_data_root(facts: Facts) -> Finding | None:
+    """A full data root fails builds with bare I/O errors (``head: standard output``)."""
+    disk, engine = facts.data_root, facts.engine
+    if disk is None or engine is None:
+        return None
+    status, words = disk_verdict(disk)
+    fix = (
+        f"free space: docker exec {engine.name} docker system prune -af; or give the engine a "
+        f"larger volume for {disk.path}"
+    )
+    cause = f"the engine's data root {disk.path} {words}"
+    return Finding("data-root", status, cause, fix if status != "ok" else "")
 
 
 def check_ci_network(facts: Facts) -> Finding | None:
@@ -703,6 +780,45 @@ def check_registry_trust(facts: Facts) -> Finding | None:
     )
 
 
+def check_mirror(facts: Facts) -> Finding | None:
+    """The caches this host runs work, and the stack engine's mirror is one of them, on its
+    network: a broken mirror makes Hub pulls fall back to docker.io (unreachable offline)."""
+    engine = facts.engine
+    wanted = [
+        urlsplit(arg.partition("=")[2]).hostname or ""
+        for arg in (engine.args if engine is not None and engine.exists else ())
+        if arg.startswith("--registry-mirror=")
+    ]
+    known = {m.name: m for m in facts.mirrors}
+    if not facts.mirrors and not any(name.startswith("dockyard-mirror-") for name in wanted):
+        return None
+    causes: list[str] = []
+    fixes: list[str] = []
+    detail = ""
+    for name in (n for n in wanted if n.startswith("dockyard-mirror-")):
+        found = known.get(name)
+        if found is None or found.status != "running":
+            state = "missing" if found is None else found.status
+            causes.append(f"the engine's mirror {name} is {state}")
+            fixes.append("dockyard up recreates it")
+        elif facts.names.network not in found.networks:
+            causes.append(f"mirror {name} is not on network {facts.names.network}")
+            fixes.append(f"docker network connect {facts.names.network} {name}")
+    own = bool(causes)  # a broken cache of this stack fails it; another's (a pool's) warns
+    for found in facts.mirrors:
+        if found.problem is not None:
+            what, evidence, fix = found.problem
+            causes.append(f"mirror {found.name} ({found.upstream}) {what}: {evidence}")
+            fixes.append(fix)
+            detail = detail or found.log_tail
+            own = own or found.name in wanted or facts.names.network in found.networks
+    if causes:
+        status: Status = "fail" if own else "warn"
+        return Finding("mirror", status, "; ".join(causes), "; ".join(dict.fromkeys(fixes)), detail)
+    names = ", ".join(f"{m.name} ({m.upstream})" for m in facts.mirrors)
+    return Finding("mirror", "ok", f"pull-through caches answer: {names}")
+
+
 CHECKS: tuple[Callable[[Facts], Finding | None], ...] = (
     check_network,
     check_engine,
@@ -716,8 +832,11 @@ CHECKS: tuple[Callable[[Facts], Finding | None], ...] = (
     check_storage_driver,
     check_mtu,
     check_plaintext_delay,
+    check_base_image,
+    check_data_root,
     check_registry,
     check_registry_trust,
+    check_mirror,
 )
 
 

@@ -20,8 +20,9 @@ from urllib.parse import urlsplit
 
 import requests
 
-from dockyard import docker_api, pki
+from dockyard import docker_api, labels, pki
 from dockyard.doctor.checks import (
+    BASE_IMAGE,
     CERT_FILES,
     REGISTRY,
     CertFile,
@@ -29,13 +30,15 @@ from dockyard.doctor.checks import (
     DaemonInfo,
     EngineTLS,
     Facts,
+    MirrorState,
     Network,
     Run,
     SocketStat,
     daemon_flags,
 )
+from dockyard.engine import service
 from dockyard.errors import DockyardError
-from dockyard.stack.plan import CERT_PATH, ENGINE_ALIAS, HOST_SOCKET
+from dockyard.stack.plan import CERT_PATH, COMPONENT, ENGINE_ALIAS, HOST_SOCKET
 
 PROBE_SECONDS = 10  # a probe in the CI container that takes longer has failed
 TIMED_OUT = 124  # timeout(1)'s exit code
@@ -68,7 +71,15 @@ def _host_view(client: docker_api.DockerClient, facts: Facts) -> Facts:
         ci=_container(client, names.ci),
         host_ca=_host_ca(),
         engine_tls=_engine_tls(client, engine) if engine.exists else None,
+        parts=_parts(client, facts.stack),
+        data_root=service.data_root(client, engine.name) if engine.running else None,
+        mirrors=_mirrors(client),
     )
+
+
+def _parts(client: docker_api.DockerClient, stack: str) -> frozenset[str]:
+    found = client.api.volumes(filters={"label": labels.selector(stack=stack)})
+    return frozenset((v.get("Labels") or {}).get(COMPONENT, "") for v in found.get("Volumes") or [])
 
 
 def _ci_view(client: docker_api.DockerClient, facts: Facts) -> Facts:
@@ -85,6 +96,13 @@ def _ci_view(client: docker_api.DockerClient, facts: Facts) -> Facts:
         cert_dir = ci.env.get("DOCKER_CERT_PATH") or CERT_PATH
         probes.append(lambda: {"resolve": _probe(client, name, ["getent", "hosts", ENGINE_ALIAS])})
         probes.append(
+            lambda: {
+                "base_image": _probe(
+                    client, name, ["docker", "image", "inspect", "-f", "{{.Id}}", BASE_IMAGE]
+                )
+            }
+        )
+        probes.append(
             lambda: {"certs": tuple(_read(client, name, f"{cert_dir}/{f}") for f in CERT_FILES)}
         )
     else:
@@ -97,6 +115,31 @@ def _ci_view(client: docker_api.DockerClient, facts: Facts) -> Facts:
 
 
 # --- the host engine's view ------------------------------------------------------------------
+
+
+def _mirrors(client: docker_api.DockerClient) -> tuple[MirrorState, ...]:
+    from dockyard.mirror import plan
+    from dockyard.mirror import service as mirror
+
+    found = []
+    for cache in mirror.ls(client):
+        name = cache["Name"].lstrip("/")
+        text = mirror.logs(client, name)
+        upstream = (cache["Config"].get("Labels") or {}).get(plan.UPSTREAM, "")
+        problem = plan.diagnose(text)
+        if problem is None and cache["State"]["Running"]:
+            problem = mirror.probe(client, name, upstream)
+        found.append(
+            MirrorState(
+                name=name,
+                upstream=upstream,
+                status=str(cache["State"]["Status"]),
+                networks=tuple(cache["NetworkSettings"]["Networks"]),
+                problem=problem,
+                log_tail="\n".join(text.splitlines()[-LOG_LINES:]),
+            )
+        )
+    return tuple(found)
 
 
 def _container(client: docker_api.DockerClient, name: str) -> Container:

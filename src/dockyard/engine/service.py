@@ -11,14 +11,16 @@ import tempfile
 import time
 from collections.abc import Callable
 from contextlib import ExitStack
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from dockyard import archive, config, docker_api, labels, pki, state
+from dockyard import archive, config, creator, docker_api, exclusive, labels, pki, state
 from dockyard.engine import host, readiness
+from dockyard.engine.disk import DF, DiskUse, parse_df
 from dockyard.engine.spec import (
+    DATA_ROOT,
     PROBE_TLS_DIR,
     SERVER_TLS_DIR,
     STORAGE_DRIVER,
@@ -46,6 +48,14 @@ class EngineInfo:
     image: str
     cache_volume: str
     mtu: int
+    ready: bool  # proven ready once: its restart policy is set only then
+    disk: DiskUse | None = None  # its data root's size and free space, when asked and running
+
+    @property
+    def shown_state(self) -> str:
+        """Docker's state, and whether it ever became ready (a killed create leaves one
+        that runs, or was made, but never answered)."""
+        return self.state if self.ready else f"{self.state}, never ready"
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -68,8 +78,20 @@ def create(
     client: docker_api.DockerClient | None = None,
     progress: Progress = _noop,
 ) -> Created:
-    """Create an engine and return once a TLS-verified API call through its network works."""
+    """Create an engine and return once a TLS-verified API call through its network works.
+
+    One create of a name runs at a time on this host (a second one fails at once, naming the
+    first); an engine of that name that never became ready, left by a create that was
+    killed, is replaced.
+    """
     client = client or docker_api.shared()
+    with exclusive.held("engine", options.name):
+        return _create(client, options, progress)
+
+
+def _create(
+    client: docker_api.DockerClient, options: config.EngineOptions, progress: Progress
+) -> Created:
     started = time.monotonic()
     progress("checking the name, network, cache volume and image")
     spec, network_exists = _decide(client, options, progress)
@@ -113,7 +135,7 @@ def _decide(
     client: docker_api.DockerClient, options: config.EngineOptions, progress: Progress
 ) -> tuple[EngineSpec, bool]:
     """Every check that can refuse, before anything is created; returns the spec."""
-    _refuse_taken_name(client, options.name)
+    _refuse_taken_name(client, options.name, progress)
     network, network_exists = _network_for(client, options)
     cache = options.cache or f"dockyard-cache-{options.name}"
     _refuse_shared_cache(client, cache)  # checked again under the volume lock
@@ -142,7 +164,7 @@ def _decide(
         insecure_registries=options.insecure_registries,
         registry_mirrors=options.registry_mirrors,
         aliases=options.aliases,
-        extra_labels=dict(options.extra_labels),
+        extra_labels={creator.MAKER: creator.mine(), **options.extra_labels},
     )
     return spec, network_exists
 
@@ -157,18 +179,29 @@ def _make_objects(
     """Network, cache volume and started container; each registered for undo."""
     if not network_exists:
         progress(f"creating network {spec.network}")
-        client.api.create_network(
+        network = exclusive.create_network(
+            client,
             spec.network,
             driver="bridge",
             labels=labels.managed(labels.ROLE_NETWORK, engine=spec.name),
         )
-        undo.callback(_quietly, client.api.remove_network, spec.network)
+        undo.callback(_quietly, client.api.remove_network, network)
     with state.locked(f"volume-{spec.cache_volume}"):
         _refuse_shared_cache(client, spec.cache_volume)
-        if _ensure_volume(client, spec.cache_volume, spec.name):
+        if _ensure_volume(client, spec.cache_volume, spec.name, spec.extra_labels):
             undo.callback(_quietly, client.api.remove_volume, spec.cache_volume, force=True)
         progress(f"creating engine container {spec.name}")
-        cid = str(client.api.create_container_from_config(create_body(spec), name=spec.name)["Id"])
+        try:
+            created = client.api.create_container_from_config(create_body(spec), name=spec.name)
+        except docker_api.APIError as exc:
+            if exc.status_code != 409:
+                raise
+            raise DockyardError(
+                f"engine {spec.name} was created at the same moment by another dockyard "
+                "process: that one was kept and this command stopped",
+                fix="wait for the other command to finish, then: dockyard engine ls",
+            ) from exc
+        cid = str(created["Id"])
     undo.callback(_quietly, client.api.remove_container, cid, force=True, v=True)
     # A failed engine leaves no issuer behind for the next one of that name to inherit.
     undo.callback(pki.PkiStore().remove_issuer, spec.name)
@@ -178,12 +211,32 @@ def _make_objects(
     return cid
 
 
-def ls(client: docker_api.DockerClient | None = None) -> list[EngineInfo]:
+def ls(client: docker_api.DockerClient | None = None, *, disk: bool = False) -> list[EngineInfo]:
+    """Engines read back from labels; with ``disk``, each running one's data root usage."""
     client = client or docker_api.shared()
     found = client.api.containers(all=True, filters={"label": labels.selector(labels.ROLE_ENGINE)})
-    return sorted(
-        (_describe(client.api.inspect_container(c["Id"])) for c in found), key=lambda e: e.name
-    )
+    engines = []
+    for listed in found:
+        try:  # listed, then removed by someone else: it is gone, not an error
+            engines.append(_describe(client.api.inspect_container(listed["Id"])))
+        except docker_api.NotFound:
+            continue
+    if disk:
+        engines = [replace(e, disk=data_root(client, e.container)) for e in engines]
+    return sorted(engines, key=lambda e: e.name)
+
+
+def data_root(client: docker_api.DockerClient, container: str) -> DiskUse | None:
+    """Size and free space of an engine's data root, as its daemon sees it (None when it
+    does not run)."""
+    try:
+        exec_id = client.api.exec_create(container, [*DF, DATA_ROOT])["Id"]
+        output = client.api.exec_start(exec_id).decode(errors="replace")
+        if client.api.exec_inspect(exec_id).get("ExitCode") != 0:
+            return None
+    except docker_api.APIError:
+        return None
+    return parse_df(output, DATA_ROOT)
 
 
 def get(name: str, client: docker_api.DockerClient | None = None) -> EngineInfo:
@@ -289,6 +342,18 @@ def seed(name: str, images: list[str], *, client: docker_api.DockerClient | None
     return output
 
 
+def has_image(name: str, ref: str, *, client: docker_api.DockerClient | None = None) -> bool:
+    """Whether engine ``name`` holds image ``ref`` (False when it does not answer)."""
+    client = client or docker_api.shared()
+    try:
+        cid = _container_of(client, name)
+        exec_id = client.api.exec_create(cid, ["docker", "image", "inspect", "-f", ".", ref])
+        client.api.exec_start(exec_id["Id"])
+        return bool(client.api.exec_inspect(exec_id["Id"]).get("ExitCode") == 0)
+    except (docker_api.APIError, DockyardError):
+        return False
+
+
 def write_context(name: str, client: docker_api.DockerClient | None = None) -> str:
     """Create (or replace) a docker context named ``dockyard-NAME`` for the engine."""
     from dockyard.engine import context
@@ -305,13 +370,27 @@ def client_name(engine: str) -> str:
     return f"engine-{engine}"
 
 
-def _refuse_taken_name(client: docker_api.DockerClient, name: str) -> None:
+def _refuse_taken_name(client: docker_api.DockerClient, name: str, progress: Progress) -> None:
+    """A proven engine of that name is refused; one that never became ready is replaced (its
+    create was killed: this host's lock is ours, so no live create of it remains here)."""
     try:
         existing = client.api.inspect_container(name)
     except docker_api.NotFound:
         return
     found = existing["Config"].get("Labels") or {}
     if found.get(labels.ROLE) == labels.ROLE_ENGINE and labels.is_managed(found):
+        maker = found.get(creator.MAKER)
+        if not _ready(existing) and creator.abandoned(maker, _age(existing)):
+            progress(f"replacing engine {name}, which never became ready")
+            client.api.remove_container(existing["Id"], force=True, v=True)
+            return
+        if not _ready(existing):
+            raise DockyardError(
+                f"engine {name} is being created by another dockyard process ({maker}), "
+                "with another state directory: it was left to that process",
+                fix=f"wait for it, then: dockyard engine ls (or remove it: dockyard engine rm "
+                f"{name})",
+            )
         raise DockyardError(
             f"engine {name} already exists", fix=f"use it, or remove it: dockyard engine rm {name}"
         )
@@ -327,6 +406,7 @@ def _network_for(
 ) -> tuple[str, bool]:
     """The network to join and whether it already exists."""
     wanted = options.network or f"dockyard-{options.name}"
+    exclusive.settle(client, wanted)  # a name an older dockyard's race left duplicated
     try:
         net = client.api.inspect_network(wanted)
     except docker_api.NotFound:
@@ -362,14 +442,17 @@ def _refuse_shared_cache(client: docker_api.DockerClient, volume: str) -> None:
         )
 
 
-def _ensure_volume(client: docker_api.DockerClient, volume: str, engine: str) -> bool:
-    """Create the cache volume if missing; True when this call created it."""
+def _ensure_volume(
+    client: docker_api.DockerClient, volume: str, engine: str, extra: dict[str, str]
+) -> bool:
+    """Create the cache volume if missing; True when this call created it. It carries the
+    engine's extra labels (its stack, its creator), so whoever reclaims the engine finds it."""
     try:
         client.api.inspect_volume(volume)
         return False
     except docker_api.NotFound:
         client.api.create_volume(
-            volume, labels=labels.managed(labels.ROLE_ENGINE_DATA, engine=engine)
+            volume, labels={**extra, **labels.managed(labels.ROLE_ENGINE_DATA, engine=engine)}
         )
         return True
 
@@ -413,7 +496,22 @@ def _describe(container: dict[str, Any]) -> EngineInfo:
         image=container["Config"]["Image"],
         cache_volume=label("cache"),
         mtu=int(label("mtu") or 0),
+        ready=_ready(container),
     )
+
+
+def _age(container: dict[str, Any]) -> float:
+    try:
+        made = datetime.fromisoformat(str(container.get("Created", "")))
+    except ValueError:
+        return 0.0
+    return (datetime.now(UTC) - made).total_seconds()
+
+
+def _ready(container: dict[str, Any]) -> bool:
+    """The last step of a create sets the restart policy: its mark of a proven engine."""
+    policy = (container.get("HostConfig") or {}).get("RestartPolicy") or {}
+    return policy.get("Name") == "unless-stopped"
 
 
 def _quietly(action: Callable[..., object], *args: object, **kwargs: object) -> bool:

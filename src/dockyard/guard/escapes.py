@@ -37,6 +37,9 @@ class Need:
     missing_ok: bool = False
     escape: str | None = None
     unclaimed_ok: bool = False
+    create: tuple[tuple[str, str], ...] | None = None
+    """(Volumes) when missing, the guard creates it owned, with these driver options, before
+    forwarding: dockerd would otherwise create it unlabelled, owned by nobody."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -49,6 +52,9 @@ class Rules:
     """Capabilities that may be added (upper case, without ``CAP_``); never ``ALL``."""
     buildkit: bool = False
     """Whether BuildKit builds (sessions, ``version=2``, outputs) are allowed."""
+    grpc: bool = False
+    """Whether BuildKit's gRPC Control API (``POST /grpc``, buildx) is allowed: the guard
+    reads its frames and judges each Solve (:mod:`.h2grpc`, :mod:`.solve`)."""
 
 
 @dataclass(slots=True)
@@ -58,6 +64,8 @@ class Review:
     rules: Rules
     findings: list[tuple[str, str]] = field(default_factory=list)
     needs: list[Need] = field(default_factory=list)
+    creates_volumes: bool = False
+    """Whether the request makes the named volumes it mounts (a container create)."""
 
     def deny(self, rule: str, reason: str) -> None:
         self.findings.append((rule, reason))
@@ -96,10 +104,14 @@ def _host_path(review: Review, source: str, where: str) -> None:
 _VOLUME_NAME = re.compile(r"[a-zA-Z0-9][a-zA-Z0-9_.-]+")
 
 
-def _volume(review: Review, name: str, where: str) -> None:
-    """A named volume: dockerd creates it if missing, so only someone else's is a problem."""
+def _volume(
+    review: Review, name: str, where: str, options: tuple[tuple[str, str], ...] = ()
+) -> None:
+    """A named volume: dockerd creates it if missing, so only someone else's is a problem;
+    on a container create the guard makes a missing one first, owned by the client."""
     if _VOLUME_NAME.fullmatch(name):
-        review.need("volume", name, missing_ok=True)
+        create = options if review.creates_volumes else None
+        review.needs.append(Need("volume", name, missing_ok=True, create=create))
     else:
         review.deny("mounts", f"{where}: {name!r} is neither a volume name nor a host path")
 
@@ -194,12 +206,17 @@ def _mount(review: Review, mount: GoValue, where: str) -> None:
     if kind == "bind":
         _host_path(review, source, where)
     elif kind == "volume":
-        if source:
-            _volume(review, source, where)
         options = mount.obj("VolumeOptions")
         driver = options.obj("DriverConfig") if options else None
+        opts: GoObject | None = None
         if driver:
-            volume_options(review, driver.string("Name"), driver.obj("Options"), where)
+            opts = driver.obj("Options")
+            volume_options(review, driver.string("Name"), opts, where)
+        if options:
+            _labels(review, options.get("Labels"), f"{where}.VolumeOptions.Labels")
+        if source:
+            pairs = tuple((k, v) for k, v in (opts.entries() if opts else {}).items())
+            _volume(review, source, where, tuple((k, v) for k, v in pairs if isinstance(v, str)))
     elif kind != "tmpfs":
         review.deny("mounts", f"{where}: mount type {kind!r}")
 
@@ -298,6 +315,7 @@ def container_create(review: Review, body: GoObject) -> None:
     for every daemon.
     """
     _labels(review, body.get("Labels"), "Labels")
+    review.creates_volumes = True
     host_config(review, body, "(top level)")
     nested = body.obj("HostConfig")
     if nested is not None:
@@ -360,6 +378,19 @@ def network_attach(review: Review, body: GoObject) -> None:
     _endpoint_settings(review, body.get("EndpointConfig"), "EndpointConfig")
 
 
+def _service_network(review: Review, network: GoValue, where: str) -> None:
+    """A swarm attachment (``{"Target": name-or-id}``): the host network is the host's."""
+    target = network.string("Target") if isinstance(network, GoObject) else None
+    if target is None:
+        review.deny("network", f"service {where}: attachment without a target")
+    elif target.strip().lower() == "host":
+        review.deny("namespaces", f"service {where}: the host network")
+    elif target not in _DEFAULT_NETWORKS:
+        review.need("network", target)
+    else:
+        review.deny("network", f"service {where}: network {target!r} is not a swarm network")
+
+
 def service_spec(review: Review, body: GoObject) -> None:
     """A swarm service: its container spec must be as harmless as a container."""
     _labels(review, body.get("Labels"), "Labels")
@@ -381,35 +412,108 @@ def service_spec(review: Review, body: GoObject) -> None:
         _mount(review, mount, "ContainerSpec.Mounts")
     if _present(spec.get("Sysctls")):
         review.deny("sysctls", "service Sysctls")
+    for where, networks in (("TaskTemplate.Networks", task), ("Networks", body)):
+        for network in networks.array("Networks") or ():
+            _service_network(review, network, where)
     resources = task.obj("Resources") or GoObject(())
     if _present((resources.obj("Reservations") or GoObject(())).get("GenericResources")):
         review.deny("devices", "service generic resources")
 
 
 _BUILD_NETWORKS = frozenset({"", "default", "bridge", "none"})
+CLIENT_SESSION = "client-session"
+"""The ``remote`` of a build whose context comes from the client's session (BuildKit)."""
+SESSION = "session"
+"""The kind of need for a BuildKit session: one the client opened itself and holds open."""
+BUILD_ID = "build-id"
+"""The kind of need for a running build of the client's own (its ``buildid``)."""
+UPLOAD_REQUEST = "upload-request"
+"""The ``remote`` of a BuildKit build whose context tar is sent apart (tagged by build ID)."""
+_UPLOAD_PREFIX = UPLOAD_REQUEST + ":"
+_CLIENT_EXPORTERS = frozenset({"local", "tar", "cacheonly"})
+"""Exporters that send the result back through the client's own session (or nowhere)."""
+_IMAGE_EXPORTER = "moby"
+"""dockerd's image exporter: its ``name`` attribute tags images."""
+
+
+def build_outputs(review: Review, request: CanonicalRequest) -> list[str]:
+    """A BuildKit build's ``outputs`` (``[{"Type": ..., "Attrs": {...}}]``, decoded as Go
+    does); the tags its image exporter names. dockerd 20.10 knows the exporters ``moby``,
+    ``local`` and ``tar``: any other type is refused, as a newer daemon's could push."""
+    tags: list[str] = []
+    for text in request.params("outputs"):
+        if not text.strip():
+            continue
+        try:
+            outputs = decode(text)
+        except GoJSONError as exc:
+            review.deny("build", f"build outputs: {exc}")
+            continue
+        if not isinstance(outputs, tuple):
+            review.deny("build", "build outputs are not a JSON array")
+            continue
+        for output in outputs:
+            kind = output.string("Type") if isinstance(output, GoObject) else None
+            attrs = output.obj("Attrs") if isinstance(output, GoObject) else None
+            if kind in _CLIENT_EXPORTERS:
+                continue
+            if kind != _IMAGE_EXPORTER:
+                review.deny("build", f"build output type {str(kind)[:40]!r}")
+                continue
+            names = (attrs.string("name") or "") if attrs else ""
+            tags.extend(name.strip() for name in names.split(",") if name.strip())
+    return tags
+
+
+def build_tags(request: CanonicalRequest) -> list[str]:
+    """Every tag a build writes: its ``t`` parameters and its image exporter's names."""
+    return [*request.params("t"), *build_outputs(Review(Rules(buildkit=True)), request)]
+
+
+def build_cancel(review: Review, request: CanonicalRequest) -> None:
+    """``/build/cancel?id=ID`` stops a build: only one of the client's own."""
+    for build_id in request.params("id"):
+        review.need(BUILD_ID, build_id)
 
 
 def build_query(review: Review, request: CanonicalRequest) -> None:
     """``POST /build`` reads everything from the query (every value counts, not just the
-    first, so a repeated parameter cannot hide behind an innocent one)."""
+    first, so a repeated parameter cannot hide behind an innocent one). A BuildKit build
+    (``version=2``) is judged on the same parameters as a legacy one; its context comes
+    from the client's session (``remote=client-session``), which must be the client's own."""
     for mode in request.params("networkmode"):
         if mode.strip().lower() not in _BUILD_NETWORKS:
             review.deny("build", f"build networkmode={mode!r}")
-    if any(request.params("remote")):
-        review.deny("build", "remote build context")
+    sessions = [value for value in request.params("session") if value]
+    for remote in request.params("remote"):
+        if remote in (CLIENT_SESSION, UPLOAD_REQUEST) and review.rules.buildkit and sessions:
+            continue
+        if remote:
+            review.deny("build", "remote build context")
+    build_ids = set(request.params("buildid"))
+    if len(build_ids) > 1:
+        review.deny("build", "a build with more than one buildid")
+    for build_id in build_ids:
+        if build_id.startswith(_UPLOAD_PREFIX):
+            review.need(BUILD_ID, build_id.removeprefix(_UPLOAD_PREFIX))
     if any(request.params("cgroupparent")):
         review.deny("cgroup-parent", "build cgroupparent")
     if request.params("securityopt"):
         review.deny("security-options", "build securityopt")
+    for isolation in request.params("isolation"):
+        if isolation.strip().lower() not in ("", "default"):
+            review.deny("build", f"build isolation={isolation[:40]!r}")
     if not review.rules.buildkit:
         if any(value.strip() not in ("", "1") for value in request.params("version")):
             review.deny("buildkit", "BuildKit builds are not allowed by this profile")
-        if any(request.params("outputs")) or any(request.params("session")):
+        if any(request.params("outputs")) or sessions:
             review.deny("buildkit", "build outputs and sessions need BuildKit")
+    for session in sessions:
+        review.need(SESSION, session)
     for text in request.params("labels"):
         try:
             _labels(review, decode(text), "build labels")
         except GoJSONError as exc:
             review.deny("build", f"build labels: {exc}")
-    for tag in request.params("t"):
+    for tag in [*request.params("t"), *build_outputs(review, request)]:
         review.need("image", tag, missing_ok=True)

@@ -189,8 +189,12 @@ def _escapes(request: CanonicalRequest, body: GoObject | None, rules: Rules) -> 
         review.deny("plugin", f"{endpoint} installs or grants privileges to a plugin")
     if endpoint in BUILDKIT_ENDPOINTS and not rules.buildkit:
         review.deny("buildkit", "BuildKit sessions are not allowed by this profile")
+    elif endpoint == "grpc" and not rules.grpc:
+        review.deny("buildkit", "BuildKit's gRPC API (buildx) is not allowed by this profile")
     if endpoint == "build":
         escapes.build_query(review, request)
+    if endpoint == "build.cancel":
+        escapes.build_cancel(review, request)
     if endpoint == "image.create" and (
         any(request.params("fromSrc")) or not request.param("fromImage")
     ):

@@ -52,6 +52,9 @@ CI_BUILD = Profile(
     ),
     # copy is the pre-1.20 archive API, which CI clients no longer use.
     deny=frozenset({"container.copy"}),
+    # Every current CLI builds with BuildKit: sessions are tied to their owner, and buildx's
+    # /grpc is read frame by frame, each Solve judged.
+    rules=Rules(buildkit=True, grpc=True),
 )
 
 READ_ONLY = Profile(
@@ -104,6 +107,7 @@ class ProfileSpec(BaseModel):
     allow_bind: list[str] = []
     capabilities: list[str] = []
     buildkit: bool | None = None
+    grpc: bool | None = None
 
 
 class PolicyFile(BaseModel):
@@ -126,6 +130,7 @@ def _build(name: str, spec: ProfileSpec, known: Mapping[str, Profile]) -> Profil
         allow_bind=base.rules.allow_bind + tuple(spec.allow_bind),
         capabilities=base.rules.capabilities | caps,
         buildkit=base.rules.buildkit if spec.buildkit is None else spec.buildkit,
+        grpc=base.rules.grpc if spec.grpc is None else spec.grpc,
     )
     return Profile(
         name=name,
@@ -231,5 +236,8 @@ def from_socket_proxy_env(env: Mapping[str, str]) -> Profile:
         name="docker-socket-proxy",
         allow=frozenset(allowed),
         ownership=False,
-        rules=Rules(buildkit=_switch(env, "SESSION", False) or _switch(env, "GRPC", False)),
+        rules=Rules(
+            buildkit=_switch(env, "SESSION", False) or _switch(env, "GRPC", False),
+            grpc=_switch(env, "GRPC", False),
+        ),
     )

@@ -84,6 +84,8 @@ def with_build_labels(
         current = json.loads(texts[0]) if texts and texts[0].strip() else {}
     except ValueError:
         raise RewriteError("build labels are not JSON") from None
+    if current is None:  # BuildKit CLIs send null for no labels; Go reads it as empty
+        current = {}
     if not isinstance(current, dict):
         raise RewriteError("build labels are not a JSON object")
     rest = tuple(pair for pair in query if pair[0] != "labels")

@@ -25,21 +25,32 @@ from urllib.parse import parse_qs, urlsplit
 
 from dockyard import labels, state
 from dockyard.errors import DockyardError
-from dockyard.guard import http, ownership, rewrite, tlsstream
+from dockyard.guard import escapes, h2grpc, http, ownership, rewrite, solve, tlsstream
 from dockyard.guard.audit import AuditLog, Record
 from dockyard.guard.framing import IGNORED_BODY_LIMIT, Body, Framing, check
 from dockyard.guard.gojson import GoJSONError, decode_object
 from dockyard.guard.link import Link
 from dockyard.guard.policy import CREATES, Profile, Verdict, confine, deny, evaluate
 from dockyard.guard.request import UNKNOWN, CanonicalRequest, RequestError, canonicalize
+from dockyard.guard.sessions import SESSION_HEADER, UPLOAD_PREFIX
 from dockyard.guard.tagbook import TagBook
 from dockyard.guard.tlsstream import Writer
 from dockyard.guard.upstream import Lookups, Streams, Upstream
 
 Mode = Literal["enforce", "warn", "audit"]
 
-IDLE_TIMEOUT = 300.0
-"""Seconds a connection may sit between requests, or spend sending a head and JSON body."""
+HEAD_TIMEOUT = 10.0
+"""Seconds a new connection has to send its first request's head and JSON body (clients
+connect when they have a request ready: a slow or half-sent head only holds a connection)."""
+
+IDLE_TIMEOUT = 120.0
+"""Seconds a kept-alive connection may sit between requests (or spend sending one's head
+and JSON body). Neither limit applies once a request is forwarded: long streams (``logs
+-f``, attach, builds) run as long as they run."""
+
+MAX_PER_CLIENT = 256
+"""Open connections one owner may hold at once (the guard's own limit is
+:data:`MAX_CONNECTIONS`): one client cannot starve the others."""
 
 ABANDON_DELAY = 2.0
 """Seconds a response keeps streaming after its client hung up."""
@@ -49,7 +60,7 @@ SMALL_BODY = 64 * 1024
 
 MAX_CONNECTIONS = 2048
 
-ROLE_GUARDED = "guarded"
+ROLE_GUARDED = labels.ROLE_GUARDED
 """The role label of objects created by clients of a guard."""
 
 HIJACKING = frozenset({"container.attach", "exec.start"})
@@ -150,6 +161,8 @@ class Exchange:
     """The IDs the request's ownership needs resolved to."""
     answer: bytes = b""
     """dockerd's answer when small and sized (kept to learn what was created)."""
+    build_id: str | None = None
+    """The build ID this request holds until it is answered."""
 
 
 class Guard:
@@ -158,10 +171,15 @@ class Guard:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         self.resolver = ownership.Resolver(
-            Lookups(settings.upstream), settings.profile.rules.allow_bind, settings.tags
+            Lookups(settings.upstream),
+            settings.profile.rules.allow_bind,
+            settings.tags,
+            {**settings.stamp},
         )
         self.servers: list[asyncio.Server] = []
         self.connections: set[asyncio.Task[None]] = set()
+        self.per_owner: dict[str, int] = {}
+        """Open connections by owner (bounded by :data:`MAX_PER_CLIENT`)."""
 
     async def start(self) -> None:
         loop = asyncio.get_running_loop()
@@ -235,7 +253,26 @@ class Guard:
         )
         peer = writer.get_extra_info("peername")
         client = f"{listener.url}" + (f" {peer[0]}:{peer[1]}" if isinstance(peer, tuple) else "")
-        await Connection(self, reader, writer, owner, client).run()
+        held = self.per_owner.get(owner, 0)
+        if held >= MAX_PER_CLIENT:
+            self.settings.audit.write(
+                Record(client, owner, "", "", "deny", "connections", "too many", 503)
+            )
+            message = f"dockyard guard: connections: {owner} holds {held} open connections"
+            with contextlib.suppress(OSError):
+                writer.write(
+                    http.json_response(503, json.dumps({"message": message}).encode(), close=True)
+                )
+                await writer.drain()
+            writer.close()
+            return
+        self.per_owner[owner] = held + 1
+        try:
+            await Connection(self, reader, writer, owner, client).run()
+        finally:
+            self.per_owner[owner] -= 1
+            if not self.per_owner[owner]:
+                del self.per_owner[owner]
 
 
 class Connection:
@@ -259,6 +296,10 @@ class Connection:
         self.abandoned = False
         self.answering = False
         """Whether the current response has begun (an error then can only close)."""
+        self.served = 0
+        """Requests read on this connection so far."""
+        self.session: str | None = None
+        """The BuildKit session this connection holds open (once it is a ``/session``)."""
 
     async def run(self) -> None:
         try:
@@ -281,6 +322,8 @@ class Connection:
         except Exception:  # a bug must cost one connection, never the guard
             traceback.print_exc(file=sys.stderr)
         finally:
+            if self.session is not None:
+                self.guard.resolver.sessions.release(self.session)
             self.writer.close()
             if self.upstream is not None:
                 self.upstream[1].close()
@@ -288,12 +331,14 @@ class Connection:
     async def _one(self) -> bool:
         """Serve one request; whether the connection stays open for another."""
         self.answering = False
-        timer = asyncio.get_running_loop().call_later(IDLE_TIMEOUT, self.writer.close)
+        limit = IDLE_TIMEOUT if self.served else HEAD_TIMEOUT
+        timer = asyncio.get_running_loop().call_later(limit, self.writer.close)
         try:
             raw = await http.read_head(self.reader)
             if raw is None:
                 return False
             head = http.parse_request(raw)
+            self.served += 1
             record = Record(self.client, self.owner, head.method, "")
             record.bytes_in = len(raw)
             try:
@@ -308,6 +353,8 @@ class Connection:
         except DeniedError as denied:
             return await self._refuse(record, denied)
         finally:
+            if exchange.build_id is not None:
+                self.guard.resolver.builds.release(exchange.build_id)
             if not record.status:
                 record.status = 502
             self.settings.audit.write(record)
@@ -349,6 +396,10 @@ class Connection:
             exchange.resolved = settled.ids
             if not settled.ok:
                 verdict, status = deny("ownership", settled.reason), settled.status
+        if verdict.allow and request.endpoint == "session":
+            verdict = self._claim_session(exchange.head, verdict)
+        if verdict.allow and request.endpoint == "build":
+            verdict = self._claim_build(exchange, verdict)
         record.rule, record.reason = verdict.rule, verdict.reason
         if verdict.allow:
             return verdict
@@ -360,6 +411,29 @@ class Connection:
             print(f"dockyard guard: WARN (not enforced): {verdict.message}", file=sys.stderr)
         # Not enforced: forwarded, yet still stamped and filtered as the profile confines.
         return confine(request, self.owner) if profile.ownership else verdict
+
+    def _claim_session(self, head: http.Head, verdict: Verdict) -> Verdict:
+        """Hold the session's ID for this connection, or deny (see :mod:`.sessions`)."""
+        idents = [value for name, value in head.headers if name.lower() == SESSION_HEADER]
+        if len(idents) > 1:
+            return deny("buildkit", "a BuildKit session with more than one ID")
+        problem = self.guard.resolver.sessions.claim(self.owner, idents[0] if idents else "")
+        if problem:
+            return deny("buildkit", problem)
+        self.session = idents[0]
+        return verdict
+
+    def _claim_build(self, exchange: Exchange, verdict: Verdict) -> Verdict:
+        """Hold a build's ID while it runs, so that only its client can send it a context
+        or cancel it (see :mod:`.sessions`)."""
+        ident = exchange.request.param("buildid") or ""
+        if not ident or ident.startswith(UPLOAD_PREFIX):
+            return verdict
+        problem = self.guard.resolver.builds.claim(self.owner, ident)
+        if problem:
+            return deny("build", problem)
+        exchange.build_id = ident
+        return verdict
 
     async def _refuse(self, record: Record, denied: DeniedError) -> bool:
         verdict = denied.verdict
@@ -393,7 +467,9 @@ class Connection:
             if verdict.stamp_labels and request.endpoint == "build":
                 query = rewrite.with_build_labels(query, self._stamp(verdict))
         except rewrite.RewriteError as exc:
-            raise DeniedError(deny("filters", str(exc))) from None
+            # (a streamed body, not read, cannot be skipped: the connection closes after)
+            stream = exchange.framing.body is Body.STREAM
+            raise DeniedError(deny("filters", str(exc)), close=stream) from None
         ref = None
         if request.kind in REWRITTEN_REFS and request.ref is not None:
             ref = exchange.resolved.get((request.kind, request.ref))
@@ -476,6 +552,10 @@ class Connection:
             return answer.keep_alive
         self.writer.write(raw)
         record.bytes_out += len(raw)
+        if answer.status == 101 and request.endpoint == "grpc" and self.settings.profile.escapes:
+            await self.writer.drain()
+            await GrpcRelay(self, record).run()
+            return False
         if answer.status == 101 or (
             pieces is None and answer.status == 200 and request.endpoint in HIJACKING
         ):
@@ -506,9 +586,130 @@ class Connection:
             self.upstream[1].close()
 
 
+class GrpcRelay:
+    """buildx's ``/grpc`` after the switch to h2c: every frame the client sends is read
+    (:mod:`.h2grpc`) and each gRPC message judged (:mod:`.solve`) before it goes on; a
+    refused call ends the connection with a gRPC error the client prints."""
+
+    def __init__(self, connection: Connection, record: Record) -> None:
+        self.connection = connection
+        self.record = record
+        self.inspector = h2grpc.Inspector()
+        self.answers = h2grpc.Answers()
+        self.refs: list[str] = []
+        """The Solve refs this connection holds (their Status is this client's to follow)."""
+        self.failure: h2grpc.H2Error | None = None
+        self.pending: set[asyncio.Task[None]] = set()
+        """Messages judged apart (Status calls waiting for their Solve)."""
+        self.up: asyncio.Task[None]
+
+    async def run(self) -> None:
+        connection = self.connection
+        up_reader, up_writer = await connection._upstream()
+        loop = asyncio.get_running_loop()
+        down = loop.create_task(self._down(up_reader))
+        self.up = loop.create_task(self._up(up_writer))
+        try:
+            await self.up
+        except h2grpc.H2Error as exc:
+            self.failure = exc
+        except asyncio.CancelledError:
+            if self.failure is None:  # (the guard is closing, not a refusal)
+                raise
+        finally:
+            for task in (down, *self.pending):
+                task.cancel()
+            await asyncio.gather(down, *self.pending, return_exceptions=True)
+            if self.failure is not None:
+                self._refuse(self.failure)
+            up_writer.close()
+            for ref in self.refs:
+                connection.guard.resolver.builds.release(ref)
+
+    def _refuse(self, exc: h2grpc.H2Error) -> None:
+        self.record.verdict, self.record.rule, self.record.reason = "deny", "buildkit", str(exc)
+        answered = exc.stream in self.answers.answered
+        with contextlib.suppress(OSError, RuntimeError):
+            self.connection.writer.write(h2grpc.refusal(exc.stream, str(exc), answered=answered))
+            self.connection.writer.close()
+
+    async def _down(self, up_reader: http.Reader) -> None:
+        writer = self.connection.writer
+        with contextlib.suppress(OSError, RuntimeError):
+            while piece := await up_reader.read(http.PIECE):
+                out = self.answers.feed(bytes(piece))
+                self.record.bytes_out += len(piece)
+                if out:
+                    writer.write(out)
+                    await writer.drain()
+            writer.close()
+
+    async def _up(self, up_writer: Writer) -> None:
+        reader = self.connection.reader
+        while piece := await reader.read(http.PIECE):
+            self.record.bytes_in += len(piece)
+            for event in self.inspector.feed(bytes(piece)):
+                if isinstance(event, bytes):
+                    up_writer.write(event)
+                    continue
+                if event.method == solve.STATUS:
+                    # (judged apart: it waits for a Solve that may come behind it)
+                    task = asyncio.get_running_loop().create_task(self._apart(event, up_writer))
+                    self.pending.add(task)
+                    task.add_done_callback(self.pending.discard)
+                    continue
+                await self._pass(event, up_writer)
+            await up_writer.drain()
+        if up_writer.can_write_eof():
+            up_writer.write_eof()
+
+    async def _pass(self, event: h2grpc.Message, up_writer: Writer) -> None:
+        """Forward a message's frames once it is judged harmless (else :class:`H2Error`)."""
+        problem = await self._judge(event)
+        if problem:
+            raise h2grpc.H2Error(problem, event.stream)
+        for raw in self.inspector.release(event.stream):
+            up_writer.write(raw)
+
+    async def _apart(self, event: h2grpc.Message, up_writer: Writer) -> None:
+        try:
+            await self._pass(event, up_writer)
+        except h2grpc.H2Error as exc:
+            self.failure = exc
+            self.up.cancel()
+
+    async def _judge(self, message: h2grpc.Message) -> str | None:
+        """Why a call's message is refused, or ``None`` once its needs are settled."""
+        connection = self.connection
+        resolver, owner = connection.guard.resolver, connection.owner
+        needs: list[escapes.Need] = []
+        try:
+            if message.method == solve.SOLVE:
+                found = solve.judge_solve(message.data)
+                needs += [escapes.Need("image", tag, missing_ok=True) for tag in found.tags]
+                needs += [escapes.Need(escapes.SESSION, sid) for sid in sorted(found.sessions)]
+            elif message.method == solve.STATUS:
+                needs.append(escapes.Need(escapes.BUILD_ID, solve.status_ref(message.data)))
+        except solve.SolveDeniedError as exc:
+            return str(exc)
+        if message.method == solve.SOLVE:
+            problem = resolver.builds.claim(owner, found.ref) if found.ref else None
+            if problem:
+                return problem
+            if found.ref:
+                self.refs.append(found.ref)
+        if connection.settings.profile.ownership and needs:
+            settled = await resolver.settle(needs, owner)
+            if not settled.ok:
+                return settled.reason
+        if message.method == solve.SOLVE and found.tags:
+            connection.settings.tags.record(owner, found.tags)
+        return None
+
+
 def _created_tags(request: CanonicalRequest) -> list[str]:
     if request.endpoint == "build":
-        return list(request.params("t"))
+        return escapes.build_tags(request)
     repo = request.param("repo")
     return [f"{repo}:{request.param('tag')}" if request.param("tag") else repo] if repo else []
 
@@ -532,7 +733,7 @@ async def _pipe(reader: http.Reader, writer: Writer) -> int:
             await writer.drain()
         if writer.can_write_eof():
             writer.write_eof()
-    except OSError:
+    except (OSError, RuntimeError):  # (uvloop: RuntimeError once the other side closed it)
         writer.close()
     return total
 

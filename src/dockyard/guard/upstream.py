@@ -93,17 +93,24 @@ class Lookups:
 
         A kept connection the engine has since closed is retried once on a new one.
         """
+        return await self.request_json("GET", path)
+
+    async def request_json(self, method: str, path: str, body: Any = None) -> tuple[int, Any]:
+        """As :meth:`get_json`, for any method, with ``body`` sent as JSON (only idempotent
+        requests: a stale connection is retried)."""
         if self.idle:
             try:
-                return await self._get(self.idle.pop(), path)
+                return await self._get(self.idle.pop(), method, path, body)
             except (OSError, http.HTTPError):
                 pass
-        return await self._get(await self.upstream.connect(), path)
+        return await self._get(await self.upstream.connect(), method, path, body)
 
-    async def _get(self, streams: Streams, path: str) -> tuple[int, Any]:
+    async def _get(self, streams: Streams, method: str, path: str, data: Any) -> tuple[int, Any]:
         reader, writer = streams
+        sent = b"" if data is None else json.dumps(data).encode()
+        extra = f"Content-Type: application/json\r\nContent-Length: {len(sent)}\r\n" if sent else ""
         try:
-            writer.write(f"GET {path} HTTP/1.1\r\nHost: docker\r\n\r\n".encode())
+            writer.write(f"{method} {path} HTTP/1.1\r\nHost: docker\r\n{extra}\r\n".encode() + sent)
             raw = await http.read_head(reader)
             if raw is None:
                 raise http.HTTPError("upstream closed the connection", 502)

@@ -76,6 +76,12 @@ class KubePoolService(PoolService):
     """``dockyard serve --backend kubernetes``."""
 
     def __init__(self, pools: Sequence[PoolConfig], cluster: Cluster, **kwargs: Any) -> None:
+        for pool in pools:
+            if pool.mirror is not None or pool.seed:
+                raise DockyardError(
+                    f"pool {pool.name}: mirror and seed are not supported on Kubernetes yet",
+                    fix="remove them from the pool, or serve that pool with --backend docker",
+                )
         super().__init__(pools, client=cast(docker_api.DockerClient, _NoDocker()), **kwargs)
         self.cluster = cluster
         self.backend = KubeBackend(cluster)

@@ -75,7 +75,8 @@ class Handler(BaseHTTPRequestHandler):
             case "GET", ["pools"]:
                 return 200, svc.pools()
             case "GET", ["leases"]:
-                return 200, [service.lease_dict(lease) for lease in svc.list_leases()]
+                found = svc.list_leases()
+                return 200, [service.lease_dict(lease, svc.held(lease.engine)) for lease in found]
             case "POST", ["leases"]:
                 body = self._body()
                 grant = svc.lease(
@@ -197,6 +198,11 @@ _LEASE = {
         "cache_key": {"type": "string", "nullable": True},
         "expires_at": {"type": "integer", "description": "unix time"},
         "owner": {"type": "string", "description": "uid (unix socket) or certificate CN"},
+        "images": {
+            "type": "array",
+            "items": {"type": "string"},
+            "description": "seed images the engine pulled before it was leased",
+        },
     },
     "required": ["id", "pool", "engine", "expires_at"],
 }
@@ -300,7 +306,8 @@ OPENAPI: dict[str, Any] = {
         },
         "/pools": {
             "get": {
-                "summary": "Pools with their idle, leased and starting engines",
+                "summary": "Pools with their idle, leased and starting engines, the images "
+                "each engine holds and the pool's pull-through cache (hits, misses, size)",
                 "responses": {"200": _json({"type": "array", "items": {"type": "object"}}, "")},
             }
         },

@@ -202,7 +202,7 @@ def leases(server: Server = None, as_json: Json = False) -> None:
     if as_json:
         typer.echo(json.dumps(found, indent=2))
         return
-    table = Table("lease", "pool", "engine", "cache key", "expires in", "owner")
+    table = Table("lease", "pool", "engine", "cache key", "expires in", "owner", "seeded")
     for item in found:
         table.add_row(
             item["id"],
@@ -211,6 +211,42 @@ def leases(server: Server = None, as_json: Json = False) -> None:
             item.get("cache_key") or "-",
             _left(item["expires_at"]),
             item.get("owner") or "-",
+            ", ".join(item.get("images") or ()) or "-",
+        )
+    out.print(table)
+
+
+def pools(server: Server = None, as_json: Json = False) -> None:
+    """Each served pool: engines idle, leased and starting, its cache (hits, misses, size)
+    and the images its warm engines hold."""
+    from dockyard.pool import client
+
+    found = ui.run(lambda: client.Client(server).call("GET", "/pools"))
+    if as_json:
+        typer.echo(json.dumps(found, indent=2))
+        return
+    table = Table("pool", "idle", "leased", "creating", "max", "mirror", "seed")
+    for item in found:
+        cache = item.get("mirror") or {}
+        shown = "-"
+        if cache:
+            shown = cache.get("problem") or (
+                f"{cache.get('upstream')}: {cache.get('hits', 0)} hits, "
+                f"{cache.get('misses', 0)} misses, {cache.get('size', 0) / 1024**2:.0f} of "
+                f"{cache.get('max_size', 0) / 1024**2:.0f} MiB"
+            )
+        held = [e for e in item.get("engines") or () if e.get("images")]
+        seed = ", ".join(item.get("seed") or ()) or "-"
+        if item.get("seed"):
+            seed += f" ({len(held)} engine(s) hold it)"
+        table.add_row(
+            item["name"],
+            str(item["idle"]),
+            str(item["leased"]),
+            str(item["creating"]),
+            str(item["max"]),
+            escape(shown),
+            escape(seed),
         )
     out.print(table)
 
@@ -231,9 +267,11 @@ def gc(
 
     Pool engines whose lease ended or that nobody serves, expired lease markers, networks
     and data volumes of gone engines, left-over probe/client containers, certificate
-    directories of ended leases, keyed caches beyond their age and count limits. Never:
-    stacks, standalone engines (dockyard engine create) and their caches, and anything
-    outside DOCKYARD_LABELS when it is set.
+    directories of ended leases, keyed caches beyond their age and count limits; standalone
+    engines that never became ready (a killed engine create, unless a create of it runs);
+    whatever a command that is gone made for its own run (a killed demo's verify engine).
+    Never: stacks, ready standalone engines and their caches, and anything outside
+    DOCKYARD_LABELS when it is set.
     """
     from dockyard import docker_api
     from dockyard.pool import config

@@ -51,7 +51,7 @@ class PoolConfig(BaseModel):
     image: str | None = Field(None, description="engine image; default as engine create")
     network: str | None = Field(None, description="engines join it; default dockyard-pool-NAME")
     cpus: float | None = Field(None, gt=0, le=1024)
-    memory: config.Size | None = None
+    memory: config.EngineMemory | None = None
     pids: int | None = Field(None, ge=16)
     warm: int = Field(2, ge=0, description="ready engines kept idle")
     max: int = Field(8, ge=1, description="engines of this pool at most, leased or not")
@@ -59,7 +59,14 @@ class PoolConfig(BaseModel):
     ttl: Duration = Field(3600, description="lease TTL when a request gives none")
     max_ttl: Duration = Field(86400, description="the longest TTL a request may ask for")
     keyed: KeyedLimits = Field(default_factory=KeyedLimits)
-    ready_timeout: float = Field(60.0, gt=0)
+    ready_timeout: config.ReadyTimeout = 60.0
+    mirror: config.MirrorConfig | None = Field(None, description="a pull-through cache")
+    seed: tuple[str, ...] = Field((), description="images a warm engine pulls while it waits")
+
+    @field_validator("seed")
+    @classmethod
+    def _seed(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        return config.check_seed(value)
 
     @field_validator("name")
     @classmethod

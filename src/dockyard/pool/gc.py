@@ -2,9 +2,13 @@
 
 :func:`plan` decides over listed objects (pure); :func:`run` lists, plans and removes (thin).
 Never touched: anything of a stack (``io.dockyard.stack``), standalone engines (no pool
-label) and their cache volumes, objects outside ``DOCKYARD_LABELS``, and anything younger
-than ``grace`` that another process may still be creating (a half-made engine, a network
-waiting for its engine) unless it is plainly dead.
+label) that became ready and their cache volumes, objects outside ``DOCKYARD_LABELS``, and
+anything younger than ``grace`` that another process may still be creating (a half-made
+engine, a network waiting for its engine) unless it is plainly dead.
+
+Reclaimed whatever their owner: objects whose creator label names a process that is gone
+(demo's verify engine of a killed demo), and standalone engines that never became ready (a
+killed ``engine create``) once past the grace period and no create of them holds its lock.
 """
 
 from __future__ import annotations
@@ -16,7 +20,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-from dockyard import docker_api, labels
+from dockyard import creator, docker_api, exclusive, labels
 from dockyard.engine import service
 from dockyard.errors import DockyardError
 from dockyard.pool import inventory, ownership
@@ -57,19 +61,29 @@ def plan(
     grace: float = DEFAULT_GRACE,
     pool: str | None = None,
     cert_dirs: Iterable[CertDir] = (),
+    orphaned: frozenset[str] = frozenset(),
+    creating: frozenset[str] = frozenset(),
 ) -> list[Removal]:
-    """What to remove, containers first (volumes and networks in use cannot go)."""
+    """What to remove, containers first (volumes and networks in use cannot go).
+
+    ``orphaned``: creator tags whose process is gone; ``creating``: engines a live create on
+    this host holds the lock of.
+    """
     ours = _Scope(pool, keep)
     containers = [c for c in found.containers if ours.has(c.name, c.labels)]
     engines = {c.labels.get(labels.ENGINE, c.name): c for c in inventory.pool_engines(found)}
+    removals = _orphans(found, orphaned, keep) if pool is None else []
+    removals += _never_ready(containers, creating, now, grace) if pool is None else []
+    dropped = {r.name for r in removals if r.kind in ("engine", "container")}
     every_engine = {
         c.labels.get(labels.ENGINE)
         for c in found.containers
-        if c.labels.get(labels.ROLE) == labels.ROLE_ENGINE
+        if c.labels.get(labels.ROLE) == labels.ROLE_ENGINE and c.name not in dropped
     }
     live, leased, dead_markers = _markers(found, now, set(engines))
     marked = {m.labels.get(labels.ENGINE) for m in found.role(inventory.ROLE_LEASE)}
-    removals = _helpers(containers, every_engine, now, grace)
+    containers = [c for c in containers if c.name not in dropped]
+    removals += _helpers(containers, every_engine, now, grace)
     for engine in (c for c in containers if c in engines.values()):
         name = engine.labels.get(labels.ENGINE, engine.name)
         old = now - engine.created_at > grace
@@ -98,11 +112,13 @@ def plan(
     removals += _caches(found, ours, in_use | keep, limits or {}, now)
     gone = {r.ident for r in removals if r.kind == "container"}
     gone |= {c.id for name, c in engines.items() if name in doomed}
+    gone |= {c.id for c in found.containers if c.name in dropped}
+    taken = {r.ident for r in removals if r.kind in ("volume", "network")}
     pools_left = {c.labels.get(inventory.POOL) for c in surviving.values()} | served
     removals += [
         Removal("network", n.id, n.name, why)
         for n in found.networks
-        if ours.has(n.name, n.labels) and not set(n.attached) - gone
+        if ours.has(n.name, n.labels) and not set(n.attached) - gone and n.id not in taken
         for why in [_network_verdict(n, pools_left, every_engine, old=now - n.created_at > grace)]
         if why
     ]
@@ -113,6 +129,59 @@ def plan(
             if d.lease not in live and d.lease not in keep and now - d.modified > grace
         ]
     return removals
+
+
+def _orphans(found: Inventory, orphaned: frozenset[str], keep: frozenset[str]) -> list[Removal]:
+    """Everything labelled with a creator that is gone, a stack's too: it was made for one
+    run of one command, and that run is over."""
+
+    def dead(name: str, own: Mapping[str, str]) -> bool:
+        return own.get(creator.CREATOR) in orphaned and name not in keep
+
+    def why(own: Mapping[str, str]) -> str:
+        return f"its creator {own.get(creator.CREATOR)} is gone"
+
+    removals = [
+        Removal(
+            "engine" if c.labels.get(labels.ROLE) == labels.ROLE_ENGINE else "container",
+            c.labels.get(labels.ENGINE, c.name)
+            if c.labels.get(labels.ROLE) == labels.ROLE_ENGINE
+            else c.id,
+            c.name,
+            why(c.labels),
+        )
+        for c in found.containers
+        if dead(c.name, c.labels)
+    ]
+    removals += [
+        Removal("volume", v.name, v.name, why(v.labels))
+        for v in found.volumes
+        if dead(v.name, v.labels)
+    ]
+    attached = {c.id for c in found.containers if not dead(c.name, c.labels)}
+    removals += [
+        Removal("network", n.id, n.name, why(n.labels))
+        for n in found.networks
+        if dead(n.name, n.labels) and not set(n.attached) & attached
+    ]
+    return removals
+
+
+def _never_ready(
+    containers: list[Container], creating: frozenset[str], now: float, grace: float
+) -> list[Removal]:
+    """Standalone engines that never became ready: their create was killed (a live one
+    holds its lock, and the grace period covers a create on another host)."""
+    return [
+        Removal("engine", name, c.name, "never became ready (its create was killed)")
+        for c in containers
+        if c.labels.get(labels.ROLE) == labels.ROLE_ENGINE
+        and not c.labels.get(inventory.POOL)
+        and not c.ready
+        and creator.CREATOR not in c.labels
+        and (name := c.labels.get(labels.ENGINE, c.name)) not in creating
+        and now - c.created_at > grace
+    ]
 
 
 def _network_verdict(
@@ -318,6 +387,8 @@ def run(
         grace=grace,
         pool=pool,
         cert_dirs=cert_dirs(certs),
+        orphaned=frozenset(tag for tag in _creators(found) if creator.alive(tag) is False),
+        creating=frozenset(_being_made(found, now)),
     )
     if not dry_run:
         for removal in removals:
@@ -325,12 +396,36 @@ def run(
     return removals
 
 
+def _creators(found: Inventory) -> set[str]:
+    objects: list[Mapping[str, str]] = [o.labels for o in found.containers]
+    objects += [v.labels for v in found.volumes] + [n.labels for n in found.networks]
+    return {tag for own in objects if (tag := own.get(creator.CREATOR))}
+
+
+def _being_made(found: Inventory, now: float) -> list[str]:
+    """Never-ready standalone engines a live process may still be making: its create holds
+    the lock here, or its maker lives (on another host: not yet long abandoned)."""
+    return [
+        name
+        for c in found.containers
+        if c.labels.get(labels.ROLE) == labels.ROLE_ENGINE
+        and not c.labels.get(inventory.POOL)
+        and not c.ready
+        and (name := c.labels.get(labels.ENGINE, c.name))
+        and (
+            exclusive.is_held("engine", name)
+            or not creator.abandoned(c.labels.get(creator.MAKER), now - c.created_at)
+        )
+    ]
+
+
 def _remove(client: docker_api.DockerClient, removal: Removal, certs: Path) -> None:
     api = client.api
     with contextlib.suppress(docker_api.NotFound, docker_api.APIError, DockyardError):
         match removal.kind:
             case "engine":  # with its issuer: no certificate it signed opens anything again
-                service.rm(removal.ident, client=client)
+                with exclusive.held("engine", removal.ident):  # not while it is being created
+                    service.rm(removal.ident, client=client)
             case "container":
                 api.remove_container(removal.ident, force=True, v=True)
             case "volume":

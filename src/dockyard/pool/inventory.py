@@ -76,13 +76,13 @@ def scope() -> list[str]:
 
 
 def gather(client: docker_api.DockerClient) -> Inventory:
-    """List every dockyard object in scope; pool engines are inspected for readiness."""
+    """List every dockyard object in scope; engines are inspected for readiness."""
     selector = {"label": scope()}
     containers = []
     for found in client.api.containers(all=True, filters=selector):
         own = found.get("Labels") or {}
         ready = False
-        if own.get(POOL) and own.get(labels.ROLE) == labels.ROLE_ENGINE:
+        if own.get(labels.ROLE) == labels.ROLE_ENGINE:
             try:
                 inspected = client.api.inspect_container(found["Id"])
             except docker_api.NotFound:

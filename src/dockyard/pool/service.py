@@ -30,6 +30,7 @@ from dockyard import config, docker_api, labels, pki, state
 from dockyard.engine import service
 from dockyard.engine.spec import TLS_PORT
 from dockyard.errors import DockyardError
+from dockyard.mirror import service as mirror
 from dockyard.pool import gc, inventory, leases, ownership
 from dockyard.pool.config import PoolConfig
 
@@ -53,15 +54,17 @@ class Grant:
     network: str
     environment: dict[str, str]
     certificates: dict[str, str]
+    images: tuple[str, ...] = ()
 
     def as_dict(self) -> dict[str, Any]:
-        return {**lease_dict(self.lease), "network": self.network} | {
+        return {**lease_dict(self.lease, self.images), "network": self.network} | {
             "environment": self.environment,
             "certificates": self.certificates,
         }
 
 
-def lease_dict(lease: leases.Lease) -> dict[str, Any]:
+def lease_dict(lease: leases.Lease, images: Sequence[str] = ()) -> dict[str, Any]:
+    """``images``: what the engine held when leased (its pool's seed)."""
     return {
         "id": lease.id,
         "pool": lease.pool,
@@ -69,6 +72,7 @@ def lease_dict(lease: leases.Lease) -> dict[str, Any]:
         "cache_key": lease.cache_key,
         "expires_at": lease.expires_at,
         "owner": lease.owner,
+        "images": list(images),
     }
 
 
@@ -106,6 +110,8 @@ class PoolService:
         self._threads: list[threading.Thread] = []
         self._claims: list[IO[str]] = []
         self._images: dict[str, str] = {}
+        self._mirrors: dict[str, mirror.Mirror] = {}
+        self._held: dict[str, tuple[str, ...]] = {}  # engine -> seed images it pulled
         self._retry_at = 0.0
         self._waiting: dict[str, Future[Grant]] = {}
         self._abandoned: set[str] = set()  # leases whose requester gave up waiting
@@ -123,6 +129,10 @@ class PoolService:
         for pool in self.configs.values():
             self._images[pool.name] = self._image(pool)
             self._ensure_network(pool)
+            if pool.mirror is not None:
+                self._mirrors[pool.name] = mirror.ensure(
+                    self.client, pool.mirror, pool.network_name
+                )
         removed = self.recover()
         removed += [str(r) for r in self.gc()]
         if background:
@@ -261,9 +271,23 @@ class PoolService:
                     "network": cfg.network_name if cfg else None,
                     "image": self._images.get(spec.name),
                     "retired": cfg is None,
+                    "seed": list(cfg.seed) if cfg else [],
+                    "engines": [
+                        {"name": e.name, "state": e.state, "images": list(self.held(e.name))}
+                        for e in sorted(engines, key=lambda e: e.name)
+                    ],
+                    "mirror": self._mirror_report(spec.name),
                 }
             )
         return report
+
+    def held(self, engine: str) -> tuple[str, ...]:
+        """The seed images ``engine`` pulled (empty after a restart: not kept in labels)."""
+        return self._held.get(engine, ())
+
+    def _mirror_report(self, pool: str) -> dict[str, Any] | None:
+        found = self._mirrors.get(pool)
+        return None if found is None else mirror.report(self.client, found.name)
 
     def gc(self, *, dry_run: bool = False) -> list[gc.Removal]:
         """Remove what no lease, pool or stack owns, leaving this service's own objects alone."""
@@ -346,7 +370,8 @@ class PoolService:
             "DOCKER_CERT_PATH": str(self.certs / lease.id),
         }
         pems = {name: data.decode() for name, data in bundle.items()}
-        return Grant(lease, self.configs[lease.pool].network_name, environment, pems)
+        network = self.configs[lease.pool].network_name
+        return Grant(lease, network, environment, pems, self.held(lease.engine))
 
     def _refill_loop(self) -> None:
         while not self._stop.is_set():
@@ -416,6 +441,7 @@ class PoolService:
             case leases.CreateEngine():
                 self._settle(command)
             case leases.DestroyEngine(name=name, volume=volume, keep_volume=keep):
+                self._held.pop(name, None)
                 with contextlib.suppress(DockyardError):
                     service.rm(name, client=self.client)
                 pki.PkiStore().remove_issuer(name)
@@ -490,14 +516,24 @@ class PoolService:
                     "pids": pool.pids,
                     "ready_timeout": pool.ready_timeout,
                     "extra_labels": extra,
+                    **mirror.engine_settings(self._mirrors.get(pool.name)),
                 },
             )
             service.create(options, client=self.client)
+            self._seed(pool, command.name)
         except Exception as exc:  # any failure must settle the engine as failed
             # Left uncaught, the engine would stay "creating" for good and count against max.
             log.error("engine %s of pool %s failed to start: %s", command.name, pool.name, exc)
             return False
         return True
+
+    def _seed(self, pool: PoolConfig, engine: str) -> None:
+        """Pull the pool's seed into a warm engine before it is ready; an engine a lease is
+        already waiting for (a cold start) goes out unseeded, so no lease waits for a pull."""
+        with self._lock:
+            waited_for = engine in self._state.reserved()
+        if pool.seed and not waited_for:
+            self._held[engine] = tuple(mirror.pull(self.client, engine, pool.seed))
 
     def _image(self, pool: PoolConfig) -> str:
         """Resolved once per pool, not per engine: a failed pull must not slow every lease."""

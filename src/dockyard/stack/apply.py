@@ -7,21 +7,23 @@ not this stack's.
 
 from __future__ import annotations
 
+import contextlib
 import socket
 import time
 from collections.abc import Callable
+from contextlib import ExitStack
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from dockyard import config, docker_api, labels, pki
+from dockyard import config, docker_api, exclusive, labels, pki
 from dockyard.engine import client as engine_client
 from dockyard.engine import service
 from dockyard.errors import DockyardError
 from dockyard.images import builder, recipes, resolve
+from dockyard.mirror import service as mirror
 from dockyard.stack import guard as stack_guard
 from dockyard.stack import presets
 from dockyard.stack.plan import (
-    COMPONENT,
     REGISTRY_PORT,
     SPEC_HASH,
     Desired,
@@ -41,7 +43,7 @@ DOCKYARD_REGISTRY_STORAGE = "/var/lib/docker-registry"
 class Action:
     component: str
     name: str
-    action: str  # created | unchanged | recreated
+    action: str  # created | unchanged | recreated | completed (a killed run's half-done one)
 
 
 @dataclass
@@ -132,8 +134,23 @@ def up(
     client: docker_api.DockerClient | None = None,
     progress: Progress = _noop,
 ) -> UpReport:
-    """Bring the stack to ``cfg``; a second call with the same config changes nothing."""
+    """Bring the stack to ``cfg``; a second call with the same config changes nothing.
+
+    One ``up`` of a stack runs at a time on this host. A failed one removes what it created
+    (what existed before stays); one that was killed leaves its objects for the next to
+    finish: an engine that never became ready is recreated, one that lacks the base image
+    is seeded.
+    """
     client = client or docker_api.shared()
+    with exclusive.held("stack", cfg.name), ExitStack() as undo:
+        report = _up(client, cfg, progress, undo)
+        undo.pop_all()
+    return report
+
+
+def _up(
+    client: docker_api.DockerClient, cfg: config.StackConfig, progress: Progress, undo: ExitStack
+) -> UpReport:
     started = time.monotonic()
     report = UpReport(cfg.name, cfg.docker, warnings=mode_warnings(cfg))
     report.ci_environment = ci_environment(cfg)
@@ -143,6 +160,7 @@ def up(
     existing = {d.name: _inspect(client, d) for d in desired}
     _refuse_foreign(cfg.name, desired, existing)
     changed: set[str] = set()
+    base = recipes.recipe(recipes.BASE).ref
     for item in desired:
         found = existing[item.name]
         action = _action(item, found)
@@ -150,7 +168,13 @@ def up(
             progress(
                 f"{item.component} {item.name}: {'creating' if found is None else 'recreating'}"
             )
+            if found is None:
+                undo.callback(_undo, client, cfg.name, item)
             _apply(client, cfg, item, found, changed=changed, progress=progress)
+        elif item.kind == "engine" and not service.has_image(item.name, base, client=client):
+            progress(f"engine {item.name}: seeding {base}, which a stopped up did not")
+            _finish_engine(client, cfg, item.name)
+            action = "completed"
         elif item.kind in ("network", "volume") and found and _hash(found) != item.spec_hash:
             report.warnings.append(
                 f"{item.kind} {item.name} differs from the config; it is kept (data is never "
@@ -159,6 +183,9 @@ def up(
         report.actions.append(Action(item.component, item.name, action))
         if action != "unchanged":
             changed.add(item.component)
+        if item.kind == "network" and cfg.mirror is not None:  # before the engine pulls
+            cache = mirror.ensure(client, cfg.mirror, item.name)
+            report.actions.append(Action("mirror", cache.name, "ensured"))
     report.seconds = time.monotonic() - started
     return report
 
@@ -170,7 +197,28 @@ def _action(item: Desired, found: dict[str, Any] | None) -> str:
     if item.kind in ("network", "volume"):
         return "unchanged"  # never dropped implicitly: they hold data and connections
     running = found.get("State", {}).get("Running", False)
+    if item.kind == "engine":  # and proven ready: a killed create never set its mark
+        policy = (found.get("HostConfig") or {}).get("RestartPolicy") or {}
+        running = running and policy.get("Name") == "unless-stopped"
     return "unchanged" if _hash(found) == item.spec_hash and running else "recreated"
+
+
+def _undo(client: docker_api.DockerClient, stack: str, item: Desired) -> None:
+    """Remove what this failed run created under ``item``'s name: nothing it found."""
+    try:
+        if item.kind == "network":
+            mirror.detach(client, item.name)  # joined to it by this run, before the engine
+            client.api.remove_network(item.name)
+        elif item.kind == "volume":
+            client.api.remove_volume(item.name, force=True)
+        elif item.kind == "guard":
+            stack_guard.stop(stack)
+        elif item.kind == "engine":
+            service.rm(item.name, client=client)
+        else:
+            client.api.remove_container(item.name, force=True, v=True)
+    except (docker_api.APIError, DockyardError):
+        pass  # never created, or already gone: the original error matters
 
 
 def _apply(
@@ -184,7 +232,7 @@ def _apply(
 ) -> None:
     names = Names(cfg.name)
     if item.kind == "network":
-        client.api.create_network(item.name, labels=item.labels, **item.body)
+        exclusive.create_network(client, item.name, labels=item.labels, **item.body)
     elif item.kind == "volume":
         client.api.create_volume(item.name, labels=item.labels)
     elif item.kind == "guard":
@@ -195,8 +243,8 @@ def _apply(
             service.rm(item.name, client=client)  # keeps the cache volume
         options = config.EngineOptions.model_validate(item.body | {"extra_labels": item.labels})
         service.create(options, client=client, progress=progress)
-        service.seed(item.name, [recipes.recipe(recipes.BASE).ref], client=client)
-        _fill_certs(client, names, presets.get(cfg.ci.preset).uid)
+        progress(f"engine {item.name}: seeding {recipes.recipe(recipes.BASE).ref}")
+        _finish_engine(client, cfg, item.name)
     else:
         if found is not None:
             client.api.remove_container(item.name, force=True, v=True)
@@ -208,6 +256,15 @@ def _apply(
         if item.component == "ci" and preset.files:
             engine_client.put_files(client, cid, preset.files)
         client.api.start(cid)
+
+
+def _finish_engine(client: docker_api.DockerClient, cfg: config.StackConfig, engine: str) -> None:
+    """What a new engine needs before the CI can use it: the base image its builds start
+    FROM (it cannot pull), the config's seed (pulled through the cache), and its client
+    certificates in the certs volume."""
+    service.seed(engine, [recipes.recipe(recipes.BASE).ref], client=client)
+    mirror.pull(client, engine, cfg.seed)
+    _fill_certs(client, Names(cfg.name), presets.get(cfg.ci.preset).uid)
 
 
 def _fill_certs(client: docker_api.DockerClient, names: Names, owner: int) -> None:
@@ -246,6 +303,8 @@ def write_volume(
 def _inspect(client: docker_api.DockerClient, item: Desired) -> dict[str, Any] | None:
     if item.kind == "guard":
         return _guard_as_object(item)
+    if item.kind == "network":
+        exclusive.settle(client, item.name)  # a name an older dockyard's race left duplicated
     inspect = {
         "network": client.api.inspect_network,
         "volume": client.api.inspect_volume,
@@ -303,20 +362,23 @@ def _refuse_foreign(
 def down(
     stack: str, *, volumes: bool = False, client: docker_api.DockerClient | None = None
 ) -> list[str]:
-    """Remove the stack's containers and network; its volumes only with ``volumes``."""
+    """Remove the stack's containers and network, and what its CI made through the stack's
+    guard; volumes (and the CI's images) only with ``volumes``."""
     client = client or docker_api.shared()
     selector = {"label": labels.selector(stack=stack)}
-    removed = []
+    removed = guarded_leftovers(stack, volumes=volumes, client=client)
     for container in client.api.containers(all=True, filters=selector):
         name = container["Names"][0].lstrip("/")
-        if container["Labels"].get(COMPONENT) == "engine":
-            service.rm(name, client=client)
+        if container["Labels"].get(labels.ROLE) == labels.ROLE_ENGINE:
+            # the stack's engine, and any verify engine a killed demo left on its network
+            service.rm(container["Labels"].get(labels.ENGINE, name), client=client)
         else:
             client.api.remove_container(container["Id"], force=True, v=True)
         removed.append(f"container {name}")
     if stack_guard.stop(stack):
         removed.append(f"guard {stack}-guard")
     for network in client.api.networks(filters=selector):
+        mirror.detach(client, network["Name"])  # the host's cache stays, for others
         client.api.remove_network(network["Id"])
         removed.append(f"network {network['Name']}")
     if volumes:
@@ -325,3 +387,50 @@ def down(
             client.api.remove_volume(volume["Name"], force=True)
             removed.append(f"volume {volume['Name']}")
     return removed
+
+
+def guarded_leftovers(stack: str, *, volumes: bool, client: docker_api.DockerClient) -> list[str]:
+    """Remove what the stack's CI created through its guard (socket mode): the objects its
+    guard stamped with the stack as owner, and with ``volumes`` its volumes, the images it
+    built and the tags it put on shared images (from the guard's tag records). Nothing of
+    another owner or of the host carries that stamp, so nothing else is touched."""
+    selector = {"label": labels.selector(labels.ROLE_GUARDED, owner=stack)}
+    removed = []
+    for container in client.api.containers(all=True, filters=selector):
+        client.api.remove_container(container["Id"], force=True, v=True)
+        removed.append(f"container {container['Names'][0].lstrip('/')} (made by the CI)")
+    for network in client.api.networks(filters=selector):
+        client.api.remove_network(network["Id"])
+        removed.append(f"network {network['Name']} (made by the CI)")
+    if not volumes:
+        return removed
+    for volume in client.api.volumes(filters=selector).get("Volumes") or []:
+        client.api.remove_volume(volume["Name"], force=True)
+        removed.append(f"volume {volume['Name']} (made by the CI)")
+    tags = stack_guard.tags(stack)
+    built = client.api.images(filters=selector)
+    for image in built:
+        tags.extend(tag for tag in image.get("RepoTags") or [] if tag != "<none>:<none>")
+    for tag in dict.fromkeys(tags):
+        removed.extend(_untag(client, tag, stack))
+    for image in built:
+        with contextlib.suppress(docker_api.NotFound, docker_api.APIError):
+            client.api.remove_image(image["Id"])  # built but untagged (or tags gone above)
+            removed.append(f"image {image['Id'][7:19]} (built by the CI)")
+    return removed
+
+
+def _untag(client: docker_api.DockerClient, tag: str, stack: str) -> list[str]:
+    """Remove ``tag`` unless it now names another owner's image; what was removed."""
+    try:
+        found = client.api.inspect_image(tag)
+    except docker_api.NotFound:
+        return []
+    owner = (found.get("Config") or {}).get("Labels", {}) or {}
+    if owner.get(labels.OWNER, stack) != stack:
+        return []
+    try:
+        client.api.remove_image(tag)
+    except docker_api.APIError as exc:
+        return [f"kept image {tag}: {exc.explanation or exc}"]
+    return [f"image {tag} (tagged by the CI)"]

@@ -5,7 +5,8 @@ host's, through a directory holding nothing but the socket, bind-mounted read-on
 ``/run/dockyard``: a restarted guard's new socket is visible without recreating the CI
 container, and the CI can write nothing the guard (root on the host) later reads or appends to.
 The process is the only stack object that is not a Docker object: its state (pid, spec hash)
-is a small file next to the socket's directory.
+is a small file next to the socket's directory. It runs under :mod:`.supervise`, which starts
+it again if it dies.
 """
 
 from __future__ import annotations
@@ -23,12 +24,14 @@ from pathlib import Path
 
 from dockyard import state
 from dockyard.errors import DockyardError
+from dockyard.guard.tagbook import TagBook
 
 SOCKET_NAME = "guard.sock"
 SOCKET_DIR = "socket"  # the only part the CI container sees
 MOUNT = "/run/dockyard"
 UPSTREAM = "unix:///var/run/docker.sock"
 READY_SECONDS = 10.0
+TAGS_FILE = "tags.json"
 
 
 @dataclass(frozen=True)
@@ -63,10 +66,19 @@ def argv(stack: str, socket_mode: str) -> list[str]:
     """The guard's command line."""
     listen = f"unix://{socket_dir(stack) / SOCKET_NAME}?owner={stack}&mode={socket_mode}"
     return [
+        sys.executable, "-m", "dockyard.stack.supervise",  # restarts the guard if it dies
         sys.executable, "-m", "dockyard", "guard", "--upstream", UPSTREAM,
         "--listen", listen, "--profile", "ci-build",
-        "--audit-log", str(audit_log(stack)), "--tags-file", str(_folder(stack) / "tags.json"),
+        "--audit-log", str(audit_log(stack)), "--tags-file", str(_folder(stack) / TAGS_FILE),
     ]  # fmt: skip
+
+
+def tags(stack: str) -> list[str]:
+    """The image tags the stack's CI put on images through its guard (its tag records)."""
+    path = _folder(stack) / TAGS_FILE
+    if not path.exists():
+        return []
+    return [tag for owned in TagBook(path).owners.values() for tag in owned]
 
 
 def current(stack: str) -> GuardState | None:

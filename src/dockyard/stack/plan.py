@@ -14,6 +14,7 @@ from typing import Any, Literal
 
 from dockyard import config, labels
 from dockyard.engine.spec import TLS_PORT
+from dockyard.mirror import plan as mirror_plan
 from dockyard.stack.presets import Preset
 
 ENGINE_ALIAS = "docker"
@@ -145,6 +146,12 @@ def ci_environment(cfg: config.StackConfig) -> dict[str, str]:
 def engine_options(cfg: config.StackConfig, facts: Facts) -> config.EngineOptions:
     names = Names(cfg.name)
     engine = cfg.engine
+    mirrors: tuple[str, ...] = engine.registry_mirrors
+    trusted: tuple[str, ...] = ()
+    if cfg.mirror is not None:  # the host's cache of that upstream, joined to this network
+        cache = mirror_plan.name_of(cfg.mirror.upstream, cfg.mirror.username)
+        mirrors, trusted = (mirror_plan.url(cache), *mirrors), (mirror_plan.address(cache),)
+    registry = (f"{REGISTRY_ALIAS}:{REGISTRY_PORT}",) if cfg.registry.enabled else ()
     return config.EngineOptions(
         name=names.engine,
         network=names.network,
@@ -154,9 +161,9 @@ def engine_options(cfg: config.StackConfig, facts: Facts) -> config.EngineOption
         cpus=engine.cpus,
         memory=engine.memory,
         pids=engine.pids,
-        registry_mirrors=engine.registry_mirrors,
-        # The registry is trusted over plain HTTP by this stack's engines only.
-        insecure_registries=(f"{REGISTRY_ALIAS}:{REGISTRY_PORT}",) if cfg.registry.enabled else (),
+        registry_mirrors=mirrors,
+        # The registry (and the cache) are trusted over plain HTTP by this stack's engines only.
+        insecure_registries=(*registry, *trusted),
         aliases=(ENGINE_ALIAS,),
         ready_timeout=engine.ready_timeout,
     )

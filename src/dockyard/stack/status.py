@@ -9,11 +9,15 @@ from dockyard import docker_api, labels
 from dockyard.engine import client as engine_client
 from dockyard.errors import DockyardError
 from dockyard.stack import guard as stack_guard
-from dockyard.stack.plan import COMPONENT, REGISTRY_ALIAS, REGISTRY_PORT
+from dockyard.stack.plan import COMPONENT, HOST_SOCKET, REGISTRY_ALIAS, REGISTRY_PORT, Names
 
+DIND_PARTS = frozenset({"engine", "engine-cache", "certs"})  # only a dind stack has these
+UNFINISHED = (
+    "the last dockyard up stopped before it was made: run dockyard up again and read its error"
+)
 ORDER = (
     "network", "engine-cache", "certs", "ci-home", "registry-data", "engine", "guard", "registry",
-    "ci",
+    "mirror", "ci",
 )  # fmt: skip
 
 
@@ -87,9 +91,58 @@ def status(stack: str, client: docker_api.DockerClient | None = None) -> StackSt
                 f"pid {guard.pid}, ci-build policy, audit {stack_guard.audit_log(stack)}",
             )
         )  # fmt: skip
+    mode = mode_of({c.component for c in found}, guard is not None, env.get("DOCKER_HOST", ""))
+    found += missing(stack, mode, set(containers))
+    found.extend(_mirrors(client, stack))
     found.sort(key=lambda c: ORDER.index(c.component) if c.component in ORDER else len(ORDER))
-    mode = "dind" if "engine" in containers else "socket" if guard else "socket-unsafe"
     return StackStatus(stack, mode, found, env)
+
+
+def _mirrors(client: docker_api.DockerClient, network: str) -> list[Component]:
+    """The host's caches on the stack's network: hits, misses and size, or what is wrong."""
+    from dockyard.mirror import service as mirror
+
+    found = []
+    for cache in mirror.ls(client):
+        if network not in cache["NetworkSettings"]["Networks"]:
+            continue
+        seen = mirror.report(client, cache["Name"].lstrip("/"))
+        detail = (
+            f"{seen['upstream']}: {seen.get('hits', 0)} hits, {seen.get('misses', 0)} misses, "
+            f"{_mib(seen.get('size', 0))} of {_mib(seen.get('max_size', 0))}"
+        )
+        health = "failing" if seen["problem"] else "ok"
+        state = str(seen["state"])
+        found.append(
+            Component("mirror", "container", seen["name"], state, health, seen["problem"] or detail)
+        )
+    return found
+
+
+def _mib(size: int) -> str:
+    return f"{size / 1024**2:.1f} MiB"
+
+
+def mode_of(components: set[str], guarded: bool, docker_host: str) -> str:
+    """Pure: the stack's mode from what of it exists, a half-made stack's too."""
+    if docker_host.startswith("tcp://") or components & DIND_PARTS:
+        return "dind"
+    if docker_host == f"unix://{HOST_SOCKET}":
+        return "socket-unsafe"
+    if guarded or docker_host.startswith("unix://"):
+        return "socket"
+    return "unknown"
+
+
+def missing(stack: str, mode: str, containers: set[str]) -> list[Component]:
+    """Pure: the containers a stack of ``mode`` must have and has not: a stopped up."""
+    names = Names(stack)
+    wanted = {"ci": names.ci} | ({"engine": names.engine} if mode in ("dind", "unknown") else {})
+    return [
+        Component(part, "container", name, "missing", "failing", UNFINISHED)
+        for part, name in wanted.items()
+        if part not in containers
+    ]
 
 
 def _ci_env(client: docker_api.DockerClient, ci: dict[str, Any] | None) -> dict[str, str]:

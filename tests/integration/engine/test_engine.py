@@ -6,10 +6,12 @@ import concurrent.futures
 import contextlib
 
 import pytest
+from typer.testing import CliRunner
 
-from dockyard import config, pki
+from dockyard import config, labels, pki
+from dockyard.cli import app
 from dockyard.engine import client as engine_client
-from dockyard.engine import service
+from dockyard.engine import disk, service
 from dockyard.errors import DockyardError
 
 pytestmark = pytest.mark.docker
@@ -266,3 +268,32 @@ def test_engine_that_dies_is_reported_with_its_log_and_removed(docker_client, ba
 def test_seed_of_a_missing_image_is_named(engine):
     with pytest.raises(DockyardError, match="cannot seed"):
         service.seed(engine.name, ["no/such-image:1"])
+
+
+def test_a_full_data_root_is_named_by_engine_ls(docker_client, engine_image, unique):
+    """A build on a full cache fails with a bare I/O error: engine ls says it is full first."""
+    name, volume = unique("full"), unique("full-cache")
+    docker_client.api.create_volume(
+        volume,
+        driver="local",
+        driver_opts={"type": "tmpfs", "device": "tmpfs", "o": "size=400m"},
+        labels=labels.managed(labels.ROLE_ENGINE_DATA),
+    )
+    try:
+        service.create(options(name, cache=volume), client=docker_client)
+        (roomy,) = [e for e in service.ls(docker_client, disk=True) if e.name == name]
+        assert roomy.disk is not None
+        assert roomy.disk.size == 400 * 1024**2
+        assert not disk.summary(roomy.disk).startswith("FULL")
+        filled = engine_client.run(
+            docker_client, roomy.container, ["dd", "if=/dev/zero", "of=/var/lib/docker/x",
+                                             "bs=1M", "count=300"],
+        )  # fmt: skip
+        assert filled.code == 0, filled.output
+        (full,) = [e for e in service.ls(docker_client, disk=True) if e.name == name]
+        assert disk.summary(full.disk).startswith("FULL: ")
+        assert "DATA ROOT" in CliRunner().invoke(app, ["engine", "ls"]).output
+    finally:
+        with contextlib.suppress(DockyardError):
+            service.rm(name, client=docker_client)
+        docker_client.api.remove_volume(volume, force=True)

@@ -19,7 +19,6 @@ from pathlib import Path
 import pytest
 
 from dockyard.guard.audit import AuditLog
-from dockyard.guard.escapes import Rules
 from dockyard.guard.policy import Profile
 from dockyard.guard.profiles import CI_BUILD
 from dockyard.guard.server import Guard, Listener, Settings, event_loop_policy
@@ -165,7 +164,8 @@ def owners() -> list[str]:
 
 @pytest.fixture
 def guard(owners, docker_client, base_image) -> Iterator[Running]:
-    running = start_guard(owners, dataclasses.replace(CI_BUILD, rules=Rules(allow_bind=("/tmp",))))
+    rules = dataclasses.replace(CI_BUILD.rules, allow_bind=("/tmp",))
+    running = start_guard(owners, dataclasses.replace(CI_BUILD, rules=rules))
     yield running
     running.stop()
     # Whatever the clients created (their own containers, volumes, networks, images).

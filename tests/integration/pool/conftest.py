@@ -1,4 +1,5 @@
-"""Pools on the real host engine: services with unique pool names, CI-like clients of leases."""
+"""Pools on the real host engine: services with unique pool names, CI-like clients of leases,
+and a local "Docker Hub" for pull-through caches."""
 
 from __future__ import annotations
 
@@ -12,6 +13,9 @@ import pytest
 
 from dockyard import labels, pki
 from dockyard.engine import client as engine_client
+from dockyard.images import builder, recipes
+from dockyard.mirror import service as mirror
+from dockyard.mirror import upstream
 from dockyard.pool import gc, inventory, service
 from dockyard.pool.config import PoolConfig
 
@@ -109,3 +113,24 @@ def tools():
     return SimpleNamespace(
         wait_for=wait_for, idle=idle, sh=sh, purge=purge, assert_cert_files=assert_cert_files
     )
+
+
+@pytest.fixture
+def hub(docker_client, base_image):
+    """An upstream registry on a network of its own holding images built here, pushed as
+    ``library/NAME`` (``library/t14:1`` is dockyard/base); caches of it are removed with their
+    volumes afterwards."""
+    suffix = secrets.token_hex(3)
+    network = f"hub-{suffix}"
+    docker_client.api.create_network(
+        network, driver="bridge", labels=labels.managed(labels.ROLE_NETWORK)
+    )
+    found = upstream.start(docker_client, f"up-{suffix}", network, builder.ensure(recipes.REGISTRY))
+    upstream.push(docker_client, found, base_image, "library/t14:1")
+    yield found
+    for cache in mirror.ls(docker_client):
+        if network in cache["NetworkSettings"]["Networks"]:
+            mirror.rm(docker_client, cache["Name"].lstrip("/"), volumes=True)
+    upstream.remove(docker_client, found)
+    for net in docker_client.api.networks(names=[network]):
+        docker_client.api.remove_network(net["Id"])

@@ -157,3 +157,27 @@ def test_a_release_whose_engine_removal_fails_is_retried_by_the_reaper(
     assert grant.lease.engine not in {e.name for e in engine_service.ls(docker_client)}
     markers = docker_client.api.volumes(filters={"name": grant.lease.marker})["Volumes"] or []
     assert markers == []
+
+
+def test_two_leases_of_the_last_warm_engine_one_wins(make_pool, tools):
+    """Two jobs at once, one warm engine, max 1: one gets it, the other is told why."""
+    import concurrent.futures
+
+    svc, pool = make_pool(warm=1, max=1)
+    tools.wait_for(lambda: tools.idle(svc, pool) == 1, what="a warm engine")
+
+    def ask():
+        try:
+            return svc.lease(pool)
+        except PoolError as exc:
+            return exc
+
+    with concurrent.futures.ThreadPoolExecutor(2) as threads:
+        results = list(threads.map(lambda _: ask(), range(2)))
+    granted = [r for r in results if not isinstance(r, PoolError)]
+    refused = [r for r in results if isinstance(r, PoolError)]
+    assert len(granted) == 1
+    assert len(refused) == 1
+    assert "at its maximum of 1 engines and none is idle" in str(refused[0])
+    assert len(svc.list_leases()) == 1
+    svc.release(granted[0].lease.id)

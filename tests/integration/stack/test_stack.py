@@ -167,3 +167,46 @@ def test_buildbot_preset_runs_a_real_build_that_pushes(docker_client, engine_ima
             )
         ).decode()
         assert f"build-{number}" in tags
+
+
+def test_down_removes_what_the_ci_made_through_the_guard_and_nothing_else(
+    docker_client, agent_image, base_image
+):
+    cfg = stack_config(docker="socket", registry={"enabled": False})
+    stack = cfg.name
+    host_volume = docker_client.api.create_volume(f"{stack}-host", labels=labels.managed("test"))
+    foreign = labels.managed(labels.ROLE_GUARDED, owner=f"{stack}-other")
+    other_volume = docker_client.api.create_volume(f"{stack}-other", labels=foreign)
+    try:
+        with stack_up(cfg, docker_client):
+
+            def in_ci(script):
+                exec_id = docker_client.api.exec_create(f"{stack}-ci", ["sh", "-c", script])["Id"]
+                output = docker_client.api.exec_start(exec_id).decode()
+                assert docker_client.api.exec_inspect(exec_id)["ExitCode"] == 0, output
+
+            in_ci(
+                f"printf 'FROM {base_image}\\nRUN echo built > /b\\n' |"
+                f" DOCKER_BUILDKIT=1 docker build -t bk-{stack}:1 -"
+            )
+            in_ci(f"docker tag {base_image} tagged-{stack}:1")
+            in_ci(f"docker network create net-{stack}")
+            in_ci(f"docker run -d --name job-{stack} --network net-{stack} {base_image} sleep 300")
+            in_ci(f"docker run -v vol-{stack}:/v {base_image} true")
+            removed = apply.down(stack, volumes=True, client=docker_client)
+        made = [f"image docker.io/library/bk-{stack}:1", f"network net-{stack}",
+                f"volume vol-{stack}", f"image docker.io/library/tagged-{stack}:1",
+                f"container job-{stack}"]  # fmt: skip
+        for item in made:
+            assert any(line.startswith(item) for line in removed), (item, removed)
+        assert not docker_client.api.images(name=f"bk-{stack}")
+        assert not docker_client.api.images(name=f"tagged-{stack}")
+        assert docker_client.api.images(name=base_image)  # the shared base stays
+        assert not docker_client.volumes.list(filters={"name": f"vol-{stack}"})
+        assert not docker_client.networks.list(names=[f"net-{stack}"])
+        left = {v["Name"] for v in docker_client.api.volumes()["Volumes"] or []}
+        assert {host_volume["Name"], other_volume["Name"]} <= left
+    finally:
+        for volume in (host_volume, other_volume):
+            with contextlib.suppress(Exception):
+                docker_client.api.remove_volume(volume["Name"], force=True)

@@ -494,3 +494,130 @@ def test_an_engine_that_does_not_trust_the_registry_fails():
     found = finding(dind(info=DaemonInfo("overlay2")), "registry-trust")
     assert found.status == "fail"
     assert "--insecure-registry registry:5000" in found.fix
+
+
+# --- half-made stacks, the base image, the data root -------------------------------------------
+
+
+def test_a_failed_first_up_blames_the_engine_not_the_ci():
+    facts = Facts(
+        stack=STACK,
+        now=NOW,
+        network=Network(STACK, exists=True),
+        engine=Container("s-engine"),
+        registry=Container("s-registry"),
+        ci=Container("s-ci"),
+        parts=frozenset({"engine-cache", "certs", "ci-home"}),
+    )
+    found = problems(facts)
+    assert "the last dockyard up stopped before it was ready" in found["engine"].cause
+    assert "read its error" in found["engine"].fix
+    assert found["ci"].fix == "see the engine finding"
+
+
+def test_an_engine_without_the_base_image_fails_and_up_is_the_fix():
+    found = finding(
+        dind(base_image=Run(1, "Error: No such image: dockyard/base:0.1")), "base-image"
+    )
+    assert found.status == "fail"
+    assert "lacks dockyard/base:0.1" in found.cause
+    assert "dockyard up" in found.fix
+    assert finding(dind(base_image=Run(0, "sha256:1")), "base-image").status == "ok"
+
+
+@pytest.mark.parametrize(
+    ("size", "free", "status", "says"),
+    [
+        (50 * 2**30, 20 * 2**30, "ok", "20.0 GiB free of 50.0 GiB (40%)"),
+        (50 * 2**30, 2 * 2**30, "warn", "nearly full"),
+        (50 * 2**30, 100 * 2**20, "fail", "is full: 100 MiB free"),
+    ],
+)
+def test_the_data_root_shows_its_free_space_and_names_a_full_one(size, free, status, says):
+    found = finding(dind(data_root=checks.DiskUse("/var/lib/docker", size, free)), "data-root")
+    assert found.status == status
+    assert says in found.cause
+    assert (found.fix != "") == (status != "ok")
+
+
+# --- pull-through caches ---------------------------------------------------------------------
+
+MIRROR = checks.MirrorState(
+    "dockyard-mirror-ab12cd34", "https://hub.example", status="running", networks=(STACK,)
+)
+MIRRORED = replace(
+    ENGINE,
+    args=engine_args(
+        registry_mirrors=("http://dockyard-mirror-ab12cd34:5000",),
+        insecure_registries=("registry:5000", "dockyard-mirror-ab12cd34:5000"),
+    ),
+)
+
+
+def test_no_cache_no_mirror_finding():
+    assert "mirror" not in {f.check for f in checks.diagnose(dind())}
+
+
+def test_a_healthy_cache_is_ok():
+    found = checks.check_mirror(dind(engine=MIRRORED, mirrors=(MIRROR,)))
+    assert found is not None
+    assert found.status == "ok"
+    assert "https://hub.example" in found.cause
+
+
+@pytest.mark.parametrize(
+    ("mirrors", "says", "fix"),
+    [
+        ((), "mirror dockyard-mirror-ab12cd34 is missing", "dockyard up"),
+        ((replace(MIRROR, status="exited"),), "is exited", "dockyard up"),
+        ((replace(MIRROR, networks=("other",)),), "is not on network s", "network connect"),
+        (
+            (
+                replace(
+                    MIRROR,
+                    problem=(
+                        "cannot reach its upstream",
+                        "dial tcp: no such host",
+                        "check mirror.upstream",
+                    ),
+                ),
+            ),
+            "(https://hub.example) cannot reach its upstream: dial tcp",
+            "mirror.upstream",
+        ),
+        (
+            (
+                replace(
+                    MIRROR,
+                    problem=(
+                        "was refused by its upstream (credentials)",
+                        "unauthorized",
+                        "check mirror.username",
+                    ),
+                ),
+            ),
+            "refused by its upstream (credentials)",
+            "mirror.username",
+        ),
+    ],
+)
+def test_a_broken_cache_is_named_with_its_cause(mirrors, says, fix):
+    found = checks.check_mirror(dind(engine=MIRRORED, mirrors=mirrors))
+    assert found is not None
+    assert found.status == "fail"
+    assert says in found.cause
+    assert fix in found.fix
+
+
+def test_another_stacks_or_pools_broken_cache_only_warns():
+    theirs = replace(
+        MIRROR,
+        name="dockyard-mirror-00000000",
+        networks=("dockyard-pool-ci",),
+        problem=("cannot reach its upstream", "dial tcp", "check mirror.upstream"),
+    )
+    found = checks.check_mirror(dind(mirrors=(theirs,)))
+    assert found is not None
+    assert found.status == "warn"
+    assert "dockyard-mirror-00000000" in found.cause
+    assert checks.healthy(checks.diagnose(dind(mirrors=(theirs,))))

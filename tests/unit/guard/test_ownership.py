@@ -176,3 +176,81 @@ def test_what_a_client_created_needs_no_lookup_to_be_its_own(kind, answer, learn
     theirs = asyncio.run(resolver.settle([Need(kind, ALICE_ID)], "bob"))
     assert (mine.ok, bool(script.calls)) == (learned, not learned)
     assert not theirs.ok
+
+
+class Engine(Script):
+    """Scripted lookups that also create volumes (as dockerd: an existing one is returned)."""
+
+    async def request_json(self, method, path, body=None):
+        if method == "GET":
+            return await self.get_json(path)
+        self.calls.append((method, path, body))
+        name = body["Name"]
+        existing = self.answers.get(f"/volumes/{name}")
+        if existing is None:
+            made = {"Name": name, "Labels": body["Labels"], "Options": body["DriverOpts"]}
+            self.answers[f"/volumes/{name}"] = (200, made)
+            return 201, made
+        return 201, existing[1]
+
+
+def test_a_missing_volume_a_create_mounts_is_made_owned_first():
+    engine = Engine({})
+    resolver = ownership.Resolver(engine, stamp={"io.dockyard.managed": "true"})  # type: ignore[arg-type]
+    need = Need("volume", "cache", missing_ok=True, create=(("type", "tmpfs"),))
+    assert asyncio.run(resolver.settle([need], "alice")).ok
+    assert engine.calls[-1] == (
+        "POST",
+        "/volumes/create",
+        {
+            "Name": "cache",
+            "Labels": {"io.dockyard.managed": "true", "io.dockyard.owner": "alice"},
+            "DriverOpts": {"type": "tmpfs"},
+        },
+    )
+    # now it exists, alice's: reused by her, refused to bob
+    assert asyncio.run(resolver.settle([need], "alice")).ok
+    denied = asyncio.run(resolver.settle([need], "bob"))
+    assert not denied.ok
+    assert "another owner" in denied.reason
+
+
+def test_a_volume_made_by_another_owner_meanwhile_is_refused():
+    engine = Engine({})
+    resolver = ownership.Resolver(engine)  # type: ignore[arg-type]
+
+    async def race(method, path, body=None):
+        return 201, {"Name": body["Name"], "Labels": {"io.dockyard.owner": "bob"}}
+
+    engine.request_json = race  # type: ignore[method-assign]
+    result = asyncio.run(resolver.settle([Need("volume", "v", True, create=())], "alice"))
+    assert not result.ok
+    assert "belongs to another owner" in result.reason
+
+
+def test_a_volume_name_reused_by_another_owner_does_not_inherit_the_old_owner():
+    """Volume names (even 64 hex digits) can be made again: their owner is never cached."""
+    name = "c" * 64
+    answers = {f"/volumes/{name}": (200, {"Name": name, "Labels": {"io.dockyard.owner": "alice"}})}
+    script = Script(answers)
+    resolver = ownership.Resolver(script)  # type: ignore[arg-type]
+    assert asyncio.run(resolver.settle([Need("volume", name)], "alice")).ok
+    answers[f"/volumes/{name}"] = (200, {"Name": name, "Labels": {"io.dockyard.owner": "bob"}})
+    assert not asyncio.run(resolver.settle([Need("volume", name)], "alice")).ok
+
+
+def test_an_anonymous_volume_belongs_to_the_owner_of_the_containers_using_it():
+    name = "d" * 64
+    users = f"/containers/json?all=1&filters=%7B%22volume%22%3A%20%5B%22{name}%22%5D%7D"
+    answers = {
+        f"/volumes/{name}": (200, {"Name": name, "Labels": None}),
+        users: (200, [{"Labels": {"io.dockyard.owner": "alice"}}]),
+    }
+    assert settle(answers, [Need("volume", name)])[0].ok
+    assert not settle(answers, [Need("volume", name)], owner="bob")[0].ok
+    answers[users] = (200, [])  # no container uses it any more: nobody's
+    assert not settle(answers, [Need("volume", name)])[0].ok
+    answers[users] = (200, [{"Labels": {"io.dockyard.owner": "alice"}}, {"Labels": {}}])
+    assert not settle(answers, [Need("volume", name)])[0].ok
+    named = {"/volumes/data": (200, {"Name": "data", "Labels": {}})}
+    assert not settle(named, [Need("volume", "data")])[0].ok  # a host's own volume

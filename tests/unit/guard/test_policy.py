@@ -2,6 +2,7 @@
 
 import dataclasses
 import json
+from urllib.parse import quote
 
 import pytest
 
@@ -304,7 +305,11 @@ SERVICE = {"Name": "s", "TaskTemplate": {"ContainerSpec": {"Image": "alpine"}}}
      ({"CapabilityAdd": ["CAP_SYS_ADMIN"]}, "capabilities"),
      ({"Privileges": {"Seccomp": {"Mode": "unconfined"}}}, "security-options"),
      ({"Privileges": {"AppArmor": {"Mode": "disabled"}}}, "security-options"),
-     ({"Sysctls": {"net.ipv4.ip_forward": "1"}}, "sysctls")],
+     ({"Sysctls": {"net.ipv4.ip_forward": "1"}}, "sysctls"),
+     ({"Mounts": [{"Type": "image", "Source": "app", "Target": "/i"}]}, "mounts"),
+     ({"Mounts": [{"Type": "volume", "Source": "v1", "VolumeOptions": {"DriverConfig": {
+         "Name": "local", "Options": {"type": "none", "o": "bind", "device": "/etc"}}}}]},
+      "mounts")],
 )  # fmt: skip
 def test_service_specs_carry_the_same_escapes(spec, rule):
     body = {"Name": "s", "TaskTemplate": {"ContainerSpec": {"Image": "alpine", **spec}}}
@@ -611,12 +616,11 @@ def test_capabilities_a_profile_allows():
 
 def test_buildkit_when_a_profile_allows_it():
     profile = dataclasses.replace(CI, rules=Rules(buildkit=True))
-    for method, target in (
-        ("POST", "/session"),
-        ("POST", "/grpc"),
-        ("POST", "/build?version=2&session=s"),
-    ):
+    for method, target in (("POST", "/session"), ("POST", "/build?version=2&session=s")):
         assert judge(method, target, None, profile).allow
+    # buildx's gRPC API is a switch of its own (ci-build has it on: the guard reads it)
+    assert judge("POST", "/grpc", None, profile).reason.startswith("BuildKit's gRPC API")
+    assert judge("POST", "/grpc", None, CI_BUILD).allow
 
 
 def test_message_is_what_the_cli_prints():
@@ -644,3 +648,116 @@ def test_allowed_binds_are_returned_for_symlink_resolution_even_without_ownershi
             "/srv/ci/job",
             "/tmp/jobs/x",
         }
+
+
+BUILDKIT = "/build?version=2&remote=client-session&session=s1"
+
+
+def test_a_buildkit_build_needs_its_own_session_and_its_tags():
+    verdict = judge("POST", BUILDKIT + "&t=app:1", None, CI_BUILD)
+    assert verdict.allow
+    assert Need("session", "s1") in verdict.needs
+    assert Need("image", "app:1", missing_ok=True) in verdict.needs
+
+
+@pytest.mark.parametrize(
+    ("target", "rule"),
+    [
+        ("/build?version=2&remote=client-session", "build"),  # no session: no context either
+        ("/build?version=2&remote=client-session&session=", "build"),
+        ("/build?version=2&remote=Client-Session&session=s1", "build"),  # dockerd: exact
+        (BUILDKIT + "&remote=https://evil.example/ctx.git", "build"),
+        (BUILDKIT + "&networkmode=host", "build"),
+        (BUILDKIT + "&cgroupparent=/", "cgroup-parent"),
+        (BUILDKIT + "&isolation=hyperv", "build"),
+        (BUILDKIT + '&outputs=[{"Type":"registry","Attrs":{"name":"x"}}]', "build"),
+        (BUILDKIT + '&outputs=[{"type":"image","attrs":{"push":"true"}}]', "build"),
+        (BUILDKIT + "&outputs={not-json", "build"),
+        (BUILDKIT + '&outputs={"Type":"local"}', "build"),
+    ],
+)
+def test_buildkit_builds_are_judged_on_their_query(target, rule):
+    verdict = judge("POST", target.replace('"', "%22"), None, CI_BUILD)
+    assert not verdict.allow
+    assert verdict.rule == rule, verdict.reason
+
+
+def test_the_image_exporter_names_tags_that_need_ownership():
+    outputs = quote('[{"type":"moby","ATTRS":{"name":"a:1, b:2"}}]')
+    verdict = judge("POST", f"{BUILDKIT}&outputs={outputs}", None, CI_BUILD)
+    assert verdict.allow
+    assert {Need("image", "a:1", missing_ok=True), Need("image", "b:2", missing_ok=True)} <= set(
+        verdict.needs
+    )
+    for kind in ("local", "tar", "cacheonly"):
+        local = f'[{{"Type":"{kind}","Attrs":{{"dest":"/x"}}}}]'.replace('"', "%22")
+        assert judge("POST", f"{BUILDKIT}&outputs={local}", None, CI_BUILD).allow
+
+
+def test_a_create_makes_the_named_volumes_it_mounts_owned():
+    tmpfs = {"Name": "local", "Options": {"type": "tmpfs", "device": "tmpfs"}}
+    body = create(
+        {
+            "Binds": ["cache:/c"],
+            "Mounts": [
+                {"Type": "volume", "Source": "mv", "VolumeOptions": {"DriverConfig": tmpfs}}
+            ],
+        }
+    )
+    verdict = judge("POST", "/containers/create", body)
+    assert verdict.allow
+    assert Need("volume", "cache", True, create=()) in verdict.needs
+    assert Need("volume", "mv", True, create=(("type", "tmpfs"), ("device", "tmpfs"))) in (
+        verdict.needs
+    )
+    # a service's mounts are made by swarm on its nodes, not here
+    service = {"TaskTemplate": {"ContainerSpec": {"Mounts": [{"Type": "volume", "Source": "sv"}]}}}
+    profile = dataclasses.replace(CI, allow=CI.allow | {"service.*"})
+    assert Need("volume", "sv", True) in judge("POST", "/services/create", service, profile).needs
+
+
+def test_a_mount_cannot_label_the_volume_it_makes_as_someone_elses():
+    owner = {"Labels": {"io.dockyard.owner": "b"}}
+    mount = {"Type": "volume", "Source": "vv", "VolumeOptions": owner}
+    verdict = judge("POST", "/containers/create", create({"Mounts": [mount]}))
+    assert not verdict.allow
+    assert verdict.rule == "labels"
+
+
+@pytest.mark.parametrize(
+    "task",
+    [{"Networks": [{"Target": "host"}]}, {"Networks": [{"target": "HOST"}]},
+     {"networks": [{"Target": "ci"}, {"Target": "host"}]}],
+)  # fmt: skip
+def test_a_service_cannot_join_the_host_network_through_its_task_template(task):
+    body = {"Name": "s", "TaskTemplate": {"ContainerSpec": {"Image": "alpine"}, **task}}
+    profile = dataclasses.replace(CI, allow=CI.allow | {"service.*"})
+    verdict = judge("POST", "/services/create", body, profile)
+    assert (verdict.allow, verdict.rule) == (False, "namespaces"), verdict.reason
+    legacy = {"Name": "s", "TaskTemplate": {"ContainerSpec": {}}, "Networks": task.get("Networks")}
+    if legacy["Networks"]:
+        assert not judge("POST", "/services/create", legacy, profile).allow
+
+
+def test_a_service_network_must_be_the_clients_own():
+    body = {"TaskTemplate": {"ContainerSpec": {}, "Networks": [{"Target": "ci-net"}]}}
+    profile = dataclasses.replace(CI, allow=CI.allow | {"service.*"})
+    assert Need("network", "ci-net") in judge("POST", "/services/create", body, profile).needs
+
+
+def test_image_mounts_are_denied_on_containers_too():
+    mount = {"Type": "image", "Source": "app:1", "Target": "/i"}
+    assert judge("POST", "/containers/create", create({"Mounts": [mount]})).rule == "mounts"
+
+
+def test_a_context_sent_apart_and_a_cancel_need_the_clients_own_build():
+    upload = judge("POST", "/build?version=2&buildid=upload-request%3Ab1", None, CI_BUILD)
+    assert upload.allow
+    assert Need("build-id", "b1") in upload.needs
+    sent = judge(
+        "POST", "/build?version=2&remote=upload-request&session=s1&buildid=b1", None, CI_BUILD
+    )
+    assert sent.allow
+    assert Need("session", "s1") in sent.needs
+    assert judge("POST", "/build?buildid=a&buildid=b", None, CI_BUILD).rule == "build"
+    assert Need("build-id", "b1") in judge("POST", "/build/cancel?id=b1", None, CI_BUILD).needs

@@ -93,6 +93,15 @@ def test_socket_proxy_post_1_and_actions():
     assert started.permits("container.kill")
     assert not started.permits("container.create")
     assert from_socket_proxy_env({"SESSION": "1"}).rules.buildkit
+    assert not from_socket_proxy_env({"SESSION": "1"}).rules.grpc
+    assert from_socket_proxy_env({"GRPC": "1"}).rules.grpc
+
+
+def test_ci_build_allows_buildkit_and_a_policy_can_turn_grpc_off():
+    assert CI_BUILD.rules.buildkit
+    assert CI_BUILD.rules.grpc
+    closed = load_policy("profiles:\n  bx: {extends: ci-build, grpc: false}\n")["bx"]
+    assert not closed.rules.grpc
 
 
 def test_socket_proxy_bad_switch():

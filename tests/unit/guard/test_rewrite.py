@@ -81,6 +81,12 @@ def test_build_labels_are_merged_with_the_stamp_winning():
     assert json.loads(query_of(result)["labels"]) == {"a": "1", "io.dockyard.owner": "alice"}
 
 
+def test_null_build_labels_are_none_as_go_reads_them():
+    """The 20.10 CLI sends ``labels=null`` for a BuildKit build of a tar from stdin."""
+    result = rewrite.with_build_labels((("labels", "null"),), {"io.dockyard.owner": "alice"})
+    assert json.loads(query_of(result)["labels"]) == {"io.dockyard.owner": "alice"}
+
+
 def test_stamped_bodies_merge_labels_as_dockerd_reads_them():
     body = b'{"Image":"x","labels":{"a":"1","io.dockyard.owner":"bob"}}'
     stamped = decode_object(rewrite.stamped_body(body, {"io.dockyard.owner": "alice"}))

@@ -19,6 +19,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from dockyard.guard import server
 from dockyard.guard.audit import AuditLog
 from dockyard.guard.profiles import CI_BUILD
 from dockyard.guard.server import Guard, Listener, Settings
@@ -196,3 +197,59 @@ def test_random_bytes_never_break_the_guard(served, garbage):
             pass
     assert exchange(bystander, PING).startswith(b"HTTP/1.1 200")
     bystander.close()
+
+
+def _closed(client: socket.socket) -> bool:
+    try:
+        while piece := client.recv(65536):
+            if b"HTTP/1.1" in piece:
+                continue
+        return True
+    except TimeoutError:
+        return False
+    except OSError:
+        return True
+
+
+def test_half_sent_heads_are_closed_after_the_head_time_limit(served, monkeypatch):
+    """The issue's case: many connections each sending half a head, none held for long."""
+    monkeypatch.setattr(server, "HEAD_TIMEOUT", 0.3)
+    clients = [served.connect() for _ in range(50)]
+    started = time.monotonic()
+    for client in clients:
+        client.sendall(b"GET /_ping HTTP/1.1\r\nHo")
+    for client in clients:
+        client.settimeout(5)
+        assert _closed(client)
+        client.close()
+    assert time.monotonic() - started < 5
+    with served.connect() as again:
+        assert exchange(again, PING).startswith(b"HTTP/1.1 200")
+
+
+def test_an_idle_kept_alive_connection_is_closed_a_busy_one_is_not(served, monkeypatch):
+    monkeypatch.setattr(server, "IDLE_TIMEOUT", 0.5)
+    with served.connect() as idle, served.connect() as busy:
+        assert exchange(idle, PING).startswith(b"HTTP/1.1 200")
+        for _ in range(6):  # 6 x 0.2 s: longer than the limit, never idle for as long
+            assert exchange(busy, PING).startswith(b"HTTP/1.1 200")
+            time.sleep(0.2)
+        idle.settimeout(5)
+        assert _closed(idle)
+
+
+def test_one_client_cannot_hold_more_than_its_share_of_connections(served, monkeypatch):
+    monkeypatch.setattr(server, "MAX_PER_CLIENT", 5)
+    held = [served.connect() for _ in range(5)]
+    for client in held:
+        assert exchange(client, PING).startswith(b"HTTP/1.1 200")
+    with served.connect() as extra:
+        answer = exchange(extra, PING)
+    assert answer.startswith(b"HTTP/1.1 503"), answer
+    assert b"dockyard guard: connections: alice holds 5 open connections" in answer
+    held.pop().close()
+    time.sleep(0.1)
+    with served.connect() as after:
+        assert exchange(after, PING).startswith(b"HTTP/1.1 200")
+    for client in held:
+        client.close()

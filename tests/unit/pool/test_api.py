@@ -29,6 +29,9 @@ class StandIn:
     def list_leases(self):
         return [LEASE]
 
+    def held(self, engine):
+        return ("debian:12",) if engine == LEASE.engine else ()
+
     def get(self, lease_id):
         raise PoolError(404, f"no lease {lease_id!r}")
 
@@ -60,7 +63,9 @@ def test_a_lease_request_reaches_the_service_with_the_callers_uid(served):
     ((pool, key, ttl, owner),) = stand_in.asked
     assert (pool, key, ttl) == ("ci", None, 60)
     assert owner.startswith("uid:")
-    assert api_client.call("GET", "/leases")[0]["id"] == "l1"
+    listed = api_client.call("GET", "/leases")[0]
+    assert listed["id"] == "l1"
+    assert listed["images"] == ["debian:12"]  # what its engine was seeded with
 
 
 @pytest.mark.parametrize(

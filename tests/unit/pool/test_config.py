@@ -81,3 +81,26 @@ def test_the_openapi_document_describes_every_route_and_resolves_its_refs():
 
     for ref in refs(document):
         assert ref.removeprefix("#/components/schemas/") in schemas
+
+
+def test_a_pool_names_its_mirror_and_seed(tmp_path):
+    path = tmp_path / "pools.yaml"
+    path.write_text(
+        "pools:\n  - name: ci\n    mirror: {upstream: 'https://hub.example/', max_size: 20g}\n"
+        "    seed: [debian:12, python:3.12]\n"
+    )
+    (ci,) = pool_config.load(path)
+    assert ci.mirror is not None
+    assert ci.mirror.upstream == "https://hub.example"
+    assert ci.mirror.max_size == 20 * 1024**3
+    assert ci.seed == ("debian:12", "python:3.12")
+
+
+def test_a_bad_mirror_or_seed_names_its_line(tmp_path):
+    path = tmp_path / "pools.yaml"
+    path.write_text("pools:\n  - name: ci\n    seed: ['Not An Image']\n")
+    with pytest.raises(DockyardError, match=r"pools.yaml:3: .*invalid seed image"):
+        pool_config.load(path)
+    path.write_text("pools:\n  - name: ci\n    mirror:\n      upstream: hub.example\n")
+    with pytest.raises(DockyardError, match=r"pools.yaml:4: .*invalid mirror upstream"):
+        pool_config.load(path)

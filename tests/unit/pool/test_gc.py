@@ -146,3 +146,68 @@ def test_certificate_dirs_of_ended_leases_go():
     found = Inventory(containers=(engine("a"),), volumes=(marker("l1", "a", int(NOW) + 60),))
     removals = gc.plan(found, now=NOW, served=frozenset({"ci"}), cert_dirs=dirs)
     assert [(r.kind, r.name) for r in removals] == [("certs", "l2")]
+
+
+def test_a_pull_through_cache_and_its_volume_are_never_reclaimed():
+    """The cache is the host's, shared by pools and stacks: gc leaves it, used or not (and a
+    pool network it is still joined to stays until ``dockyard mirror rm``)."""
+    from dockyard.mirror import plan as mirror_plan
+
+    name = "dockyard-mirror-ab12cd34"
+    cache = Container(
+        f"id-{name}", name, labels.own(mirror_plan.ROLE_MIRROR, mirror=name), True, True, OLD
+    )
+    volume = Volume(
+        mirror_plan.volume_of(name), labels.own(mirror_plan.ROLE_MIRROR_DATA, mirror=name), OLD
+    )
+    network = Network(
+        "n1", "dockyard-pool-ci", labels.own("network", pool="ci"), OLD, ("id-b", cache.id)
+    )
+    found = Inventory(
+        containers=(engine("b"), cache), volumes=(data("b"), volume), networks=(network,)
+    )
+    removals = gc.plan(found, now=NOW, grace=0)
+    assert [(r.kind, r.name) for r in removals] == [("engine", "b"), ("volume", "dockyard-data-b")]
+
+
+# --- what a killed command left -------------------------------------------------------------
+
+DEAD = "host/4242/777"
+
+
+def standalone(name, ready, created=OLD, **extra):
+    own = labels.own(labels.ROLE_ENGINE, engine=name, cache=f"dockyard-cache-{name}") | extra
+    return Container(f"id-{name}", name, own, True, ready, created, (f"dockyard-cache-{name}",))
+
+
+def test_a_standalone_engine_that_never_became_ready_goes_after_its_grace_with_its_network():
+    network = Network("n1", "dockyard-x", labels.own("network", engine="x"), OLD, ("id-x",))
+    found = Inventory(containers=(standalone("x", ready=False),), networks=(network,))
+    removals = gc.plan(found, now=NOW)
+    assert [(r.kind, r.name) for r in removals] == [("engine", "x"), ("network", "dockyard-x")]
+    assert "never became ready" in removals[0].reason
+
+
+def test_a_ready_young_or_locked_standalone_engine_stays():
+    assert gc.plan(Inventory(containers=(standalone("x", ready=True),)), now=NOW) == []
+    young = Inventory(containers=(standalone("x", ready=False, created=NOW - 5),))
+    assert gc.plan(young, now=NOW) == []
+    assert gc.plan(young, now=NOW, grace=0) != []
+    locked = Inventory(containers=(standalone("x", ready=False),))
+    assert gc.plan(locked, now=NOW, creating=frozenset({"x"})) == []
+
+
+def test_what_a_dead_creator_made_goes_even_in_a_stack_and_a_live_ones_stays():
+    tag = {"io.dockyard.creator": DEAD, "io.dockyard.stack": "s"}
+    found = Inventory(
+        containers=(standalone("s-verify-1", ready=True, created=NOW, **tag),),
+        volumes=(Volume("dockyard-cache-s-verify-1", labels.own("engine-data") | tag, NOW),),
+    )
+    assert gc.plan(found, now=NOW) == []  # its creator may still run
+    removals = gc.plan(found, now=NOW, orphaned=frozenset({DEAD}))
+    assert [(r.kind, r.ident) for r in removals] == [
+        ("engine", "s-verify-1"),
+        ("volume", "dockyard-cache-s-verify-1"),
+    ]
+    assert DEAD in removals[0].reason
+    assert gc.plan(found, now=NOW, orphaned=frozenset({DEAD}), pool="ci") == []

@@ -192,3 +192,37 @@ def test_stack_config_errors_name_file_line_and_field(tmp_path):
     path.write_text("name: ci\nengine:\n  memory: lots\n")
     with pytest.raises(Exception, match=r"dockyard\.yaml:3: engine\.memory"):
         config.load_yaml(path, config.StackConfig)
+
+
+def test_a_stack_mirror_is_its_engines_hub_mirror_and_trusted_over_http():
+    from dockyard.mirror import plan as mirror_plan
+
+    cfg = stack(name="s", mirror={"upstream": "https://hub.example"}, seed=["debian:12"])
+    engine = by_name(plan(cfg, facts()))["s-engine"].body
+    cache = mirror_plan.name_of("https://hub.example")
+    assert engine["registry_mirrors"] == [f"http://{cache}:5000"]
+    assert engine["insecure_registries"] == ["registry:5000", f"{cache}:5000"]
+    plain = by_name(plan(stack(name="s"), facts()))["s-engine"]
+    assert by_name(plan(cfg, facts()))["s-engine"].spec_hash != plain.spec_hash
+
+
+def test_mirror_and_seed_need_the_stacks_own_engine():
+    with pytest.raises(config.DockyardError, match="docker: dind"):
+        stack(docker="socket", seed=["debian:12"])
+
+
+def test_the_examples_mirror_block_uncommented_is_valid(tmp_path):
+    from importlib import resources
+
+    text = resources.files("dockyard.stack").joinpath("example.yaml").read_text()
+    head, _, block = text.partition("mirror: null\n")
+    text = head + "mirror:\n" + block.replace("\n#  ", "\n  ").replace("#  upstream", "  upstream")
+    text = text.replace("username: null", "username: ci").replace("password_file: null", "")
+    text = text.replace("password_env: null", "password_env: HUB_TOKEN")
+    path = tmp_path / "dockyard.yaml"
+    path.write_text(text)
+    found = config.load_yaml(path, config.StackConfig)
+    assert found.mirror is not None
+    assert found.mirror.upstream == "https://registry-1.docker.io"
+    assert found.mirror.max_size == 20 * 1024**3
+    assert found.mirror.password_env == "HUB_TOKEN"
