@@ -781,16 +781,18 @@ def check_registry_trust(facts: Facts) -> Finding | None:
 
 
 def check_mirror(facts: Facts) -> Finding | None:
-    """The caches this host runs work, and the stack engine's mirror is one of them, on its
-    network: a broken mirror makes Hub pulls fall back to docker.io (unreachable offline)."""
+    """The caches this stack uses work, and the engine's mirror is one of them, on its
+    network: a broken mirror makes Hub pulls fall back to docker.io (unreachable offline).
+    Caches of pools or other stacks are theirs to explain (``dockyard mirror ls``)."""
     engine = facts.engine
     wanted = [
         urlsplit(arg.partition("=")[2]).hostname or ""
         for arg in (engine.args if engine is not None and engine.exists else ())
         if arg.startswith("--registry-mirror=")
     ]
-    known = {m.name: m for m in facts.mirrors}
-    if not facts.mirrors and not any(name.startswith("dockyard-mirror-") for name in wanted):
+    ours = tuple(m for m in facts.mirrors if m.name in wanted or facts.names.network in m.networks)
+    known = {m.name: m for m in ours}
+    if not ours and not any(name.startswith("dockyard-mirror-") for name in wanted):
         return None
     causes: list[str] = []
     fixes: list[str] = []
@@ -804,18 +806,15 @@ def check_mirror(facts: Facts) -> Finding | None:
         elif facts.names.network not in found.networks:
             causes.append(f"mirror {name} is not on network {facts.names.network}")
             fixes.append(f"docker network connect {facts.names.network} {name}")
-    own = bool(causes)  # a broken cache of this stack fails it; another's (a pool's) warns
-    for found in facts.mirrors:
+    for found in ours:
         if found.problem is not None:
             what, evidence, fix = found.problem
             causes.append(f"mirror {found.name} ({found.upstream}) {what}: {evidence}")
             fixes.append(fix)
             detail = detail or found.log_tail
-            own = own or found.name in wanted or facts.names.network in found.networks
     if causes:
-        status: Status = "fail" if own else "warn"
-        return Finding("mirror", status, "; ".join(causes), "; ".join(dict.fromkeys(fixes)), detail)
-    names = ", ".join(f"{m.name} ({m.upstream})" for m in facts.mirrors)
+        return Finding("mirror", "fail", "; ".join(causes), "; ".join(dict.fromkeys(fixes)), detail)
+    names = ", ".join(f"{m.name} ({m.upstream})" for m in ours)
     return Finding("mirror", "ok", f"pull-through caches answer: {names}")
 
 

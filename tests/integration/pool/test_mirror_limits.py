@@ -93,10 +93,10 @@ def test_an_unreachable_upstream_is_named_and_the_cache_recovers(tools, docker_c
     assert report["state"] == "running"  # the supervisor keeps retrying
     with pytest.raises((urllib.error.URLError, ConnectionError, OSError)):
         pull(address(docker_client, found.name, hub.network), "library/t14", "1")
-    # doctor names it, whichever stack it is asked about
-    finding = checks.check_mirror(gather.gather(f"absent-{secrets.token_hex(2)}", docker_client))
+    # doctor names it for the stack whose network it serves (a stack's network is its name)
+    finding = checks.check_mirror(gather.gather(hub.network, docker_client))
     assert finding is not None
-    assert finding.status == "warn"  # not that stack's cache: named, not failing it
+    assert finding.status == "fail"
     assert f"mirror {found.name} ({cfg.upstream}) cannot reach its upstream" in finding.cause
 
 
@@ -152,9 +152,12 @@ def test_credential_trouble_fails_the_pull_and_is_named(
     assert problem_of(docker_client, refused.name).startswith(
         "was refused by its upstream (credentials)"
     )
-    finding = checks.check_mirror(gather.gather(f"absent-{secrets.token_hex(2)}", docker_client))
+    finding = checks.check_mirror(gather.gather(hub.network, docker_client))
     assert finding is not None
     assert "refused by its upstream (credentials)" in finding.cause
+    # and it is not the concern of a stack it does not serve
+    elsewhere = gather.gather(f"absent-{secrets.token_hex(2)}", docker_client)
+    assert checks.check_mirror(elsewhere) is None
     # The secret is in the cache's 0600 files only: not in what inspect shows.
     assert "wrong" not in json.dumps(docker_client.api.inspect_container(refused.name))
     for path in (plan.CONFIG_PATH, plan.AUTH_PATH):

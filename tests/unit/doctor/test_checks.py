@@ -609,15 +609,17 @@ def test_a_broken_cache_is_named_with_its_cause(mirrors, says, fix):
     assert fix in found.fix
 
 
-def test_another_stacks_or_pools_broken_cache_only_warns():
+def test_another_stacks_or_pools_broken_cache_is_not_this_stacks_finding():
     theirs = replace(
         MIRROR,
         name="dockyard-mirror-00000000",
         networks=("dockyard-pool-ci",),
         problem=("cannot reach its upstream", "dial tcp", "check mirror.upstream"),
     )
-    found = checks.check_mirror(dind(mirrors=(theirs,)))
-    assert found is not None
-    assert found.status == "warn"
-    assert "dockyard-mirror-00000000" in found.cause
+    assert checks.check_mirror(dind(mirrors=(theirs,))) is None
     assert checks.healthy(checks.diagnose(dind(mirrors=(theirs,))))
+    # the stack's own cache beside it is still judged, alone
+    found = checks.check_mirror(dind(engine=MIRRORED, mirrors=(MIRROR, theirs)))
+    assert found is not None
+    assert found.status == "ok"
+    assert "dockyard-mirror-00000000" not in found.cause
