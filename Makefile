@@ -4,7 +4,7 @@ PY      ?= python3
 VENV    := .venv
 BIN     := $(VENV)/bin
 
-.PHONY: run test unit lint bench setup install engine-up images fresh-machine clean
+.PHONY: run test test-kube unit lint bench setup install engine-up images fresh-machine clean
 
 run: setup install images
 	$(BIN)/dockyard up
@@ -13,6 +13,11 @@ run: setup install images
 
 test: setup lint images
 	$(BIN)/pytest -n 2 tests
+
+# The Kubernetes tests, in one process: they share the test cluster scripts/test-cluster.sh
+# builds (once per source version) and starts, and remove it at the end.
+test-kube: setup images
+	$(BIN)/pytest -n 0 tests/integration/kube
 
 unit: setup
 	$(BIN)/pytest tests/unit

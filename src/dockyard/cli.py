@@ -18,6 +18,7 @@ from dockyard import ui
 from dockyard.doctor import command as doctor_command
 from dockyard.errors import DockyardError
 from dockyard.guard import command as guard_command
+from dockyard.kube import command as kube_command
 from dockyard.mirror import command as mirror_command
 from dockyard.pool import command as pool_command
 
@@ -37,6 +38,7 @@ engine_app = typer.Typer(
 images_app = typer.Typer(help="dockyard's images, built from Debian packages without pulls.")
 app.add_typer(engine_app, name="engine")
 app.add_typer(images_app, name="images")
+app.add_typer(kube_command.app, name="kube")
 
 out, err, _run = ui.out, ui.err, ui.run
 

@@ -13,7 +13,7 @@ import time
 from collections.abc import Callable
 from functools import partial
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 import typer
 from rich.markup import escape
@@ -21,6 +21,9 @@ from rich.table import Table
 
 from dockyard import ui
 from dockyard.errors import DockyardError
+
+if TYPE_CHECKING:  # (loaded when serve runs)
+    from dockyard.pool.service import PoolService
 
 out, err = ui.out, ui.err
 
@@ -55,6 +58,16 @@ def serve(
             help="pools.yaml (see docs/POOLS.md); default: one pool 'default', warm 2, max 8",
         ),
     ] = None,
+    backend: Annotated[
+        Literal["docker", "kubernetes"],
+        typer.Option(help="where engines live: this Docker host, or pods in a namespace"),
+    ] = "docker",
+    kubeconfig: Annotated[
+        str | None, typer.Option(help="kubernetes: the kubeconfig [default: $KUBECONFIG]")
+    ] = None,
+    namespace: Annotated[
+        str | None, typer.Option(help="kubernetes: the namespace [default: the context's]")
+    ] = None,
 ) -> None:
     """Run the pool service: keep warm engines, hand out leases, reap what jobs leave.
 
@@ -64,11 +77,10 @@ def serve(
     """
     from dockyard.pool import api
     from dockyard.pool import config as pool_config
-    from dockyard.pool.service import PoolService
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     pools = ui.run(lambda: pool_config.load(config))
-    svc = ui.run(lambda: PoolService(pools))
+    svc = ui.run(lambda: _service(pools, backend, kubeconfig, namespace))
     removed = ui.run(svc.start)
     where = listen or api.default_socket()
     server = ui.run(lambda: api.make_server(svc, where))
@@ -88,6 +100,19 @@ def serve(
     finally:
         server.server_close()
         svc.stop()
+
+
+def _service(
+    pools: Any, backend: str, kubeconfig: str | None, namespace: str | None
+) -> PoolService:
+    if backend == "kubernetes":
+        from dockyard.kube import cluster
+        from dockyard.kube.pool import KubePoolService
+
+        return KubePoolService(pools, cluster.connect(kubeconfig, namespace))
+    from dockyard.pool.service import PoolService
+
+    return PoolService(pools)
 
 
 def lease(  # noqa: PLR0917 (typer reads the options from the parameters)

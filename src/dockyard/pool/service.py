@@ -153,7 +153,7 @@ class PoolService:
             handle.close()
 
     def recover(self) -> list[str]:
-        found = inventory.gather(self.client)
+        found = self._gather()
         mine = set(self.configs)
         # Another serve's pools are its business; pools nobody serves are retired here.
         pools = {e.pool for e in inventory.seen_engines(found)}
@@ -332,7 +332,7 @@ class PoolService:
 
     def check_engines(self) -> list[str]:
         """Forget engines that vanished behind our back (removed by hand, crashed)."""
-        present = {e.name for e in inventory.seen_engines(inventory.gather(self.client))}
+        present = {e.name for e in inventory.seen_engines(self._gather())}
         with self._lock:
             gone = [
                 e.name
@@ -345,6 +345,10 @@ class PoolService:
         return gone
 
     # internals
+
+    def _gather(self) -> inventory.Inventory:
+        """Every object in scope, from labels (the seam another backend overrides)."""
+        return inventory.gather(self.client)
 
     def _transition(self, change: Callable[[leases.State], leases.Step]) -> leases.Step:
         with self._lock:

@@ -1,0 +1,276 @@
+"""Per-job leases from warm engine pods: the pool service with Kubernetes objects under it.
+
+The lease machine (dockyard.pool.leases) and the service's threads, locks and HTTP API are the
+one-host ones; only what they touch changes: an engine is a pod (dockyard.kube.backend), a
+lease marker is a labelled Secret, a keyed cache a PVC, a lease's client certificate a Secret
+a job pod mounts at DOCKER_CERT_PATH. Everything is read back from labels in the namespace, so
+``serve`` recovers its leases after kill -9 as on one host.
+"""
+
+from __future__ import annotations
+
+import base64
+import contextlib
+import shutil
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from typing import Any, cast
+
+from dockyard import config, docker_api, labels, pki
+from dockyard.errors import DockyardError
+from dockyard.kube import manifests
+from dockyard.kube.backend import KubeBackend, is_ready
+from dockyard.kube.cluster import Cluster
+from dockyard.pool import inventory, leases
+from dockyard.pool.config import PoolConfig
+from dockyard.pool.gc import Removal
+from dockyard.pool.service import Grant, PoolService, write_bundle
+
+ANNOTATED = (labels.OWNER, inventory.CACHE_KEY)
+"""Label values Kubernetes would refuse (``uid:0``, a repository URL) go in annotations."""
+
+
+class _NoDocker:
+    """The Kubernetes pool never talks to a Docker engine: any attempt is a bug, loudly."""
+
+    def __getattr__(self, name: str) -> Any:
+        raise AssertionError(f"the Kubernetes pool used the Docker client ({name})")
+
+
+def lease_secret(lease_id: str) -> str:
+    return f"dockyard-lease-{lease_id}"
+
+
+def split_labels(found: dict[str, str]) -> tuple[dict[str, str], dict[str, str]]:
+    """(labels, annotations): the values Kubernetes labels cannot hold move to annotations."""
+    own = {k: v for k, v in found.items() if k not in ANNOTATED}
+    notes = {k: v for k, v in found.items() if k in ANNOTATED}
+    return own, notes
+
+
+def marker(lease: leases.Lease, namespace: str) -> dict[str, Any]:
+    own, notes = split_labels(inventory.marker_labels(lease))
+    return {
+        "apiVersion": "v1",
+        "kind": "Secret",
+        "type": "Opaque",
+        "metadata": {
+            "name": lease.marker,
+            "namespace": namespace,
+            "labels": own,
+            "annotations": notes,
+        },
+    }
+
+
+def _created(meta: Any) -> float:
+    stamp = meta.creation_timestamp
+    return float(stamp.timestamp()) if stamp else 0.0
+
+
+def _merged(meta: Any) -> dict[str, str]:
+    return {**(meta.labels or {}), **(meta.annotations or {})}
+
+
+class KubePoolService(PoolService):
+    """``dockyard serve --backend kubernetes``."""
+
+    def __init__(self, pools: Sequence[PoolConfig], cluster: Cluster, **kwargs: Any) -> None:
+        for pool in pools:
+            if pool.mirror is not None or pool.seed:
+                raise DockyardError(
+                    f"pool {pool.name}: mirror and seed are not supported on Kubernetes yet",
+                    fix="remove them from the pool, or serve that pool with --backend docker",
+                )
+        super().__init__(pools, client=cast(docker_api.DockerClient, _NoDocker()), **kwargs)
+        self.cluster = cluster
+        self.backend = KubeBackend(cluster)
+        self.core = cluster.core
+        self.ns = cluster.namespace
+
+    # where the one-host service touches Docker
+
+    def _image(self, pool: PoolConfig) -> str:
+        return pool.image or config.OFFICIAL_ENGINE_IMAGE
+
+    def _ensure_network(self, pool: PoolConfig) -> None:
+        return None  # the namespace's pod network: nothing to make
+
+    def _gather(self) -> inventory.Inventory:
+        sel = ",".join(f"{k}={v}" for k, v in {labels.MANAGED: "true", **_user()}.items())
+        try:
+            pods = self.core.list_namespaced_pod(self.ns, label_selector=sel).items
+            secrets = self.core.list_namespaced_secret(self.ns, label_selector=sel).items
+            claims = self.core.list_namespaced_persistent_volume_claim(
+                self.ns, label_selector=sel
+            ).items
+        except Exception as exc:
+            from dockyard.kube.cluster import explain
+
+            raise explain(exc, self.cluster, "list pods, secrets and claims") from exc
+        containers = tuple(
+            inventory.Container(
+                str(p.metadata.uid),
+                str(p.metadata.name),
+                _merged(p.metadata),
+                running=p.status.phase == "Running",
+                ready=is_ready(p),
+                created_at=_created(p.metadata),
+            )
+            for p in pods
+            if not p.metadata.deletion_timestamp
+        )
+        volumes = tuple(
+            inventory.Volume(str(o.metadata.name), _merged(o.metadata), _created(o.metadata))
+            for o in (*secrets, *claims)
+            if (o.metadata.labels or {}).get(labels.ROLE)
+            in (inventory.ROLE_LEASE, inventory.ROLE_POOL_CACHE)
+        )
+        return inventory.Inventory(containers, volumes, ())
+
+    def _grant(self, lease: leases.Lease, bundle: dict[str, bytes]) -> Grant:
+        environment = self.backend.env(lease.engine)
+        environment["DOCKYARD_CLIENT_SECRET"] = lease_secret(lease.id)
+        pems = {name: data.decode() for name, data in bundle.items()}
+        return Grant(lease, self.ns, environment, pems)
+
+    def _apply(self, command: leases.Command) -> dict[str, bytes]:
+        match command:
+            case leases.CreateEngine():
+                self._settle(command)
+            case leases.DestroyEngine(name=name, volume=volume, keep_volume=keep):
+                self.backend.rm(name)
+                if not keep:
+                    self._delete("persistent_volume_claim", volume)
+            case leases.WriteMarker(lease=lease):
+                self.core.create_namespaced_secret(self.ns, marker(lease, self.ns))
+            case leases.DeleteMarker(name=name):
+                self._delete("secret", name)
+            case leases.IssueCert(lease=lease):
+                return self._issue(lease)
+            case leases.RemoveCert(lease_id=lease_id):
+                self._delete("secret", lease_secret(lease_id))
+                shutil.rmtree(self.certs / lease_id, ignore_errors=True)
+        return {}
+
+    def _issue(self, lease: leases.Lease) -> dict[str, bytes]:
+        """A client only the lease's engine trusts, as a Secret the job pod mounts."""
+        store = pki.PkiStore()
+        issuer = store.issuer(self.backend.issuer(lease.engine))
+        issued = pki.issue_client(issuer, f"lease-{lease.id}", now=datetime.now(UTC))
+        bundle = {
+            pki.CA_CERT: store.ca().cert_pem,
+            pki.CERT: issued.cert_pem,
+            pki.KEY: issued.key_pem,
+        }
+        own = labels.managed(labels.ROLE_CLIENT, lease=lease.id, engine=lease.engine)
+        self.core.create_namespaced_secret(
+            self.ns,
+            {
+                "apiVersion": "v1",
+                "kind": "Secret",
+                "type": "Opaque",
+                "metadata": {"name": lease_secret(lease.id), "labels": own},
+                "data": {k: base64.b64encode(v).decode() for k, v in bundle.items()},
+            },
+        )
+        write_bundle(self.certs / lease.id, bundle)
+        return bundle
+
+    def _create(self, command: leases.CreateEngine) -> bool:
+        pool = self.configs.get(command.pool)
+        if pool is None:
+            return False
+        now = str(int(self.clock()))
+        extra = {inventory.POOL: pool.name, inventory.CREATED: now, inventory.WARM: str(pool.warm)}
+        keyed = command.cache_key is not None
+        if keyed:
+            extra[inventory.CACHE_KEY] = command.cache_key or ""
+        own, notes = split_labels({**extra, **_user()})
+        engine = manifests.KubeEngine(
+            name=command.name,
+            namespace=self.ns,
+            image=self._images.get(pool.name) or self._image(pool),
+            cache_claim=command.volume if keyed else None,
+            memory_limit=f"{pool.memory // 2**20}Mi" if pool.memory else None,
+            cpu_limit=f"{int(pool.cpus * 1000)}m" if pool.cpus else None,
+            extra_labels=own,
+            annotations=notes,
+        )
+        try:
+            if command.new_cache is not None:
+                cache = command.new_cache
+                claim = manifests.cache_claim(engine)
+                claim["metadata"]["labels"] |= split_labels(
+                    labels.managed(
+                        inventory.ROLE_POOL_CACHE,
+                        pool=cache.pool,
+                        index=str(cache.index),
+                        created=now,
+                    )
+                )[0]
+                claim["metadata"]["annotations"] = {inventory.CACHE_KEY: cache.key}
+                self.core.create_namespaced_persistent_volume_claim(self.ns, claim)
+            self.backend.apply(engine, timeout=pool.ready_timeout)
+        except Exception as exc:  # settle as failed, or it counts against max for good
+            import logging
+
+            logging.getLogger("dockyard.pool").error(
+                "engine %s of pool %s failed to start: %s", command.name, pool.name, exc
+            )
+            return False
+        return True
+
+    def gc(self, *, dry_run: bool = False) -> list[Removal]:
+        """Remove, in this namespace only, what no lease or pool of this service owns."""
+        with self._lock:
+            current = self._state
+        keep = set(current.engines) | {lease.marker for lease in current.leases.values()}
+        keep |= {e.volume for e in current.engines.values()} | set(current.caches)
+        live = set(current.leases)
+        found = self._gather()
+        removals = []
+        for pod in found.containers:
+            name = pod.labels.get(labels.ENGINE, pod.name)
+            if pod.labels.get(labels.ROLE) == labels.ROLE_ENGINE and name not in keep:
+                removals.append(Removal("engine", name, name, "no pool or lease owns it"))
+        for volume in found.volumes:
+            if volume.name not in keep:
+                removals.append(
+                    Removal("volume", volume.name, volume.name, "no lease or engine owns it")
+                )
+        clients = self.core.list_namespaced_secret(
+            self.ns, label_selector=f"{labels.ROLE}={labels.ROLE_CLIENT}"
+        ).items
+        for secret in clients:
+            lease_id = (secret.metadata.labels or {}).get(labels.LEASE)
+            if lease_id and lease_id not in live:
+                name = str(secret.metadata.name)
+                removals.append(Removal("certs", name, name, "its lease ended"))
+        if not dry_run:
+            for removal in removals:
+                with contextlib.suppress(DockyardError):
+                    self._remove(removal)
+        return removals
+
+    def _remove(self, removal: Removal) -> None:
+        if removal.kind == "engine":
+            self.backend.rm(removal.ident)
+        elif removal.kind == "volume":
+            self._delete("secret", removal.ident)
+            self._delete("persistent_volume_claim", removal.ident)
+        else:
+            self._delete("secret", removal.ident)
+
+    def _delete(self, kind: str, name: str) -> None:
+        from kubernetes.client.exceptions import ApiException
+
+        try:
+            getattr(self.core, f"delete_namespaced_{kind}")(name, self.ns, _preload_content=False)
+        except ApiException as exc:
+            if exc.status != 404:
+                raise DockyardError(f"cannot delete {kind} {name}: {exc.reason}") from exc
+
+
+def _user() -> dict[str, str]:
+    return labels.user_labels()
