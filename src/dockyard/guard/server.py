@@ -52,6 +52,9 @@ MAX_PER_CLIENT = 256
 """Open connections one owner may hold at once (the guard's own limit is
 :data:`MAX_CONNECTIONS`): one client cannot starve the others."""
 
+REFUSAL_READ = 2.0
+"""Seconds a refused connection's first request head is awaited before its 503."""
+
 ABANDON_DELAY = 2.0
 """Seconds a response keeps streaming after its client hung up."""
 
@@ -259,6 +262,10 @@ class Guard:
                 Record(client, owner, "", "", "deny", "connections", "too many", 503)
             )
             message = f"dockyard guard: connections: {owner} holds {held} open connections"
+            # Its first request head is read before the answer, briefly: closing on unread
+            # data would reset the connection, and the client would see that, not the message.
+            with contextlib.suppress(OSError, TimeoutError, http.HTTPError):
+                await asyncio.wait_for(http.read_head(reader), REFUSAL_READ)
             with contextlib.suppress(OSError):
                 writer.write(
                     http.json_response(503, json.dumps({"message": message}).encode(), close=True)
