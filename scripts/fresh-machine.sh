@@ -131,12 +131,19 @@ if [ "${#commands[@]}" -ne 2 ]; then
   exit 1
 fi
 
+# Only what the caller names in FRESH_ENV (NAME=VALUE, one a line) reaches the commands: the
+# machine is otherwise as a new user has it.
+pass_env=()
+while IFS= read -r item; do
+  [ -n "$item" ] && pass_env+=(-e "$item")
+done <<<"${FRESH_ENV:-}"
+
 status=0
 declare -A seconds
 for command in "${commands[@]}"; do
   echo "== $command (log: .fresh-${command// /-}.log)"
   begun=$SECONDS
-  if docker exec -w /root/dockyard "$name" bash -lc "$command" >"$top/.fresh-${command// /-}.log" 2>&1; then
+  if docker exec "${pass_env[@]}" -w /root/dockyard "$name" bash -lc "$command" >"$top/.fresh-${command// /-}.log" 2>&1; then
     result=ok
   else
     result=FAILED
