@@ -29,10 +29,12 @@ fi
 echo "installing ${need[*]} from Debian's packages"
 export DEBIAN_FRONTEND=noninteractive DEBCONF_NOWARNINGS=yes
 apt_quiet=(-qq -o=Dpkg::Use-Pty=0 -o=APT::Color=0)
-if ! apt-get "${apt_quiet[@]}" update >/tmp/dockyard-apt.log 2>&1 \
-  || ! apt-get "${apt_quiet[@]}" install -y "${need[@]}" >>/tmp/dockyard-apt.log 2>&1; then
+log=$(mktemp)
+if ! apt-get "${apt_quiet[@]}" update >"$log" 2>&1 \
+  || ! apt-get "${apt_quiet[@]}" install -y "${need[@]}" >>"$log" 2>&1; then
   echo "apt-get could not install ${need[*]}; its log ends with:" >&2
-  tail -n 15 /tmp/dockyard-apt.log >&2
+  tail -n 15 "$log" >&2
+  rm -f "$log"
   exit 1
 fi
-rm -f /tmp/dockyard-apt.log
+rm -f "$log"

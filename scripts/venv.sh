@@ -11,13 +11,15 @@ stamp=$venv/.installed
 if ! { [ -x $venv/bin/python ] && $venv/bin/python -m pip --version >/dev/null 2>&1; }; then
   [ -e $venv ] && echo "rebuilding $venv: it has no working pip"
   rm -rf $venv
-  if ! $py -m venv $venv >/tmp/dockyard-venv.log 2>&1; then
+  log=$(mktemp)
+  if ! $py -m venv $venv >"$log" 2>&1; then
     rm -rf $venv
     echo "$py -m venv failed (on Debian: apt-get install python3-venv); it said:" >&2
-    tail -n 5 /tmp/dockyard-venv.log >&2
+    tail -n 5 "$log" >&2
+    rm -f "$log"
     exit 1
   fi
-  rm -f /tmp/dockyard-venv.log
+  rm -f "$log"
 fi
 if [ ! -e $stamp ] || [ pyproject.toml -nt $stamp ]; then
   echo "installing dockyard and its dev tools into $venv"

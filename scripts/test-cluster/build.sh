@@ -20,8 +20,12 @@ command -v dpkg-source >/dev/null 2>&1 || need+=(dpkg-dev)
 [ -d /usr/share/gocode/src/github.com/modern-go/reflect2 ] || need+=(golang-github-modern-go-reflect2-dev)
 if [ "${#need[@]}" -gt 0 ]; then
   log "installing ${need[*]} from Debian's packages"
-  DEBIAN_FRONTEND=noninteractive apt-get -qq install -y "${need[@]}" >/tmp/dockyard-k8s-apt.log 2>&1 \
-    || { tail -n 15 /tmp/dockyard-k8s-apt.log >&2; log "apt-get failed: run 'apt-get update' and retry"; exit 1; }
+  [ "$(id -u)" -eq 0 ] || { log "installing ${need[*]} needs root"; exit 1; }
+  apt_log=$(mktemp)
+  export DEBIAN_FRONTEND=noninteractive DEBCONF_NOWARNINGS=yes
+  { apt-get -qq update && apt-get -qq install -y "${need[@]}"; } >"$apt_log" 2>&1 \
+    || { tail -n 15 "$apt_log" >&2; log "apt-get could not install ${need[*]}"; exit 1; }
+  rm -f "$apt_log"
 fi
 
 # A private apt configuration with a deb-src entry: the machine's own sources stay untouched.

@@ -105,7 +105,14 @@ def _solve(message: bytes, allowed: frozenset[str]) -> Solve:
     return found
 
 
+# The Dockerfile frontend loads another frontend image a client names with these, whose LLB is
+# solved inside BuildKit without passing the guard's checks of raw definitions.
+_FRONTEND_SWAPS = ("source", "cmdline")
+
+
 def _frontend_attr(key: str, value: str) -> None:
+    if key in _FRONTEND_SWAPS:
+        raise _deny(f"frontend attribute {key} (another frontend image) is not allowed")
     if key == "force-network-mode" and value.strip().lower() not in _NETWORK_MODES:
         raise _deny(f"frontend attribute force-network-mode={value[:40]!r}")
     if key == "cgroup-parent" and value:

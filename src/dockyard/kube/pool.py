@@ -239,8 +239,10 @@ class KubePoolService(PoolService):
                 removals.append(
                     Removal("volume", volume.name, volume.name, "no lease or engine owns it")
                 )
+        # only this dockyard's lease certificates (its labels): never another serve's
+        mine = {labels.MANAGED: "true", labels.ROLE: labels.ROLE_CLIENT, **_user()}
         clients = self.core.list_namespaced_secret(
-            self.ns, label_selector=f"{labels.ROLE}={labels.ROLE_CLIENT}"
+            self.ns, label_selector=",".join(f"{k}={v}" for k, v in mine.items())
         ).items
         for secret in clients:
             lease_id = (secret.metadata.labels or {}).get(labels.LEASE)

@@ -60,11 +60,15 @@ def start(
         body |= {"Entrypoint": ["/usr/bin/docker-registry"], "Cmd": ["serve", _CONFIG]}
         files = {_CONFIG: _auth_config().encode(), _HTPASSWD: htpasswd.encode()}
     cid = client.api.create_container_from_config(body, name=name)["Id"]
-    if files:
-        client.api.put_archive(cid, "/", archive.tar(files, mode=0o600))
-    client.api.start(cid)
-    port = int(client.api.port(cid, 5000)[0]["HostPort"])
-    _wait_ready(port)
+    try:
+        if files:
+            client.api.put_archive(cid, "/", archive.tar(files, mode=0o600))
+        client.api.start(cid)
+        port = int(client.api.port(cid, 5000)[0]["HostPort"])
+        _wait_ready(port)
+    except BaseException:
+        client.api.remove_container(cid, force=True, v=True)  # nothing half-made remains
+        raise
     return Upstream(name, network, port)
 
 

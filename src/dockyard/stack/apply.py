@@ -366,17 +366,20 @@ def down(
     guard; volumes (and the CI's images) only with ``volumes``."""
     client = client or docker_api.shared()
     selector = {"label": labels.selector(stack=stack)}
-    removed = guarded_leftovers(stack, volumes=volumes, client=client)
+    removed = []
+    # The guard and the CI container first: nothing the CI makes can then escape the sweep.
+    if stack_guard.stop(stack):
+        removed.append(f"guard {stack}-guard")
     for container in client.api.containers(all=True, filters=selector):
         name = container["Names"][0].lstrip("/")
         if container["Labels"].get(labels.ROLE) == labels.ROLE_ENGINE:
             # the stack's engine, and any verify engine a killed demo left on its network
             service.rm(container["Labels"].get(labels.ENGINE, name), client=client)
         else:
-            client.api.remove_container(container["Id"], force=True, v=True)
+            with contextlib.suppress(docker_api.NotFound):
+                client.api.remove_container(container["Id"], force=True, v=True)
         removed.append(f"container {name}")
-    if stack_guard.stop(stack):
-        removed.append(f"guard {stack}-guard")
+    removed += guarded_leftovers(stack, volumes=volumes, client=client)
     for network in client.api.networks(filters=selector):
         mirror.detach(client, network["Name"])  # the host's cache stays, for others
         client.api.remove_network(network["Id"])
@@ -396,16 +399,20 @@ def guarded_leftovers(stack: str, *, volumes: bool, client: docker_api.DockerCli
     another owner or of the host carries that stamp, so nothing else is touched."""
     selector = {"label": labels.selector(labels.ROLE_GUARDED, owner=stack)}
     removed = []
+    # Each may go by itself meanwhile (a --rm container exiting): gone is done, not an error.
     for container in client.api.containers(all=True, filters=selector):
-        client.api.remove_container(container["Id"], force=True, v=True)
+        with contextlib.suppress(docker_api.NotFound):
+            client.api.remove_container(container["Id"], force=True, v=True)
         removed.append(f"container {container['Names'][0].lstrip('/')} (made by the CI)")
     for network in client.api.networks(filters=selector):
-        client.api.remove_network(network["Id"])
+        with contextlib.suppress(docker_api.NotFound):
+            client.api.remove_network(network["Id"])
         removed.append(f"network {network['Name']} (made by the CI)")
     if not volumes:
         return removed
     for volume in client.api.volumes(filters=selector).get("Volumes") or []:
-        client.api.remove_volume(volume["Name"], force=True)
+        with contextlib.suppress(docker_api.NotFound):
+            client.api.remove_volume(volume["Name"], force=True)
         removed.append(f"volume {volume['Name']} (made by the CI)")
     tags = stack_guard.tags(stack)
     built = client.api.images(filters=selector)

@@ -25,8 +25,9 @@ _PR_SET_PDEATHSIG = 1
 
 
 def pause(failures: int) -> float:
-    """The pause before the restart after ``failures`` quick exits in a row."""
-    return PAUSES[min(failures, len(PAUSES) - 1)]
+    """The pause before the restart after ``failures`` quick exits in a row (0 or fewer: the
+    guard had run stably, so it comes back at once)."""
+    return PAUSES[max(0, min(failures, len(PAUSES) - 1))]
 
 
 def _die_with_parent() -> None:

@@ -66,6 +66,8 @@ def test_a_raw_llb_solve_is_read_op_by_op():
         (encode(2, definition(source("unix:///var/run/docker.sock"))), "LLB source"),
         (request(DOCKERFILE, entry(7, "force-network-mode", "host")), "force-network-mode"),
         (request(DOCKERFILE, entry(7, "cgroup-parent", "/x")), "cgroup-parent"),
+        (request(DOCKERFILE, entry(7, "source", "evil/frontend")), "source .another frontend"),
+        (request(DOCKERFILE, entry(7, "cmdline", "evil/frontend")), "cmdline .another frontend"),
         (request(DOCKERFILE, entry(7, "label:io.dockyard.owner", "b")), "reserved"),
         (request(DOCKERFILE, encode(3, "image"), entry(4, "push", "true")), "exporter 'image'"),
         (request(DOCKERFILE, encode(3, "moby"), entry(4, "push", "true")), "attribute 'push'"),

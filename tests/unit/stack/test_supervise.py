@@ -16,6 +16,11 @@ def test_pauses_grow_and_stop_growing():
     assert [supervise.pause(n) for n in range(7)] == [0.1, 0.5, 1.0, 2.0, 5.0, 5.0, 5.0]
 
 
+def test_a_guard_that_ran_stably_comes_back_at_once():
+    # after a stable run the count is reset to 0, and the loop asks for pause(0 - 1)
+    assert supervise.pause(-1) == 0.1
+
+
 def _children(pid: int) -> list[int]:
     text = Path(f"/proc/{pid}/task/{pid}/children").read_text()
     return [int(part) for part in text.split()]
