@@ -13,10 +13,9 @@ import base64
 import contextlib
 import shutil
 from collections.abc import Sequence
-from datetime import UTC, datetime
 from typing import Any, cast
 
-from dockyard import config, docker_api, labels, pki
+from dockyard import config, docker_api, labels
 from dockyard.errors import DockyardError
 from dockyard.kube import manifests
 from dockyard.kube.backend import KubeBackend, is_ready
@@ -24,7 +23,7 @@ from dockyard.kube.cluster import Cluster
 from dockyard.pool import inventory, leases
 from dockyard.pool.config import PoolConfig
 from dockyard.pool.gc import Removal
-from dockyard.pool.service import Grant, PoolService, write_bundle
+from dockyard.pool.service import Grant, PoolService, lease_bundle, write_bundle
 
 ANNOTATED = (labels.OWNER, inventory.CACHE_KEY)
 """Label values Kubernetes would refuse (``uid:0``, a repository URL) go in annotations."""
@@ -155,14 +154,7 @@ class KubePoolService(PoolService):
 
     def _issue(self, lease: leases.Lease) -> dict[str, bytes]:
         """A client only the lease's engine trusts, as a Secret the job pod mounts."""
-        store = pki.PkiStore()
-        issuer = store.issuer(self.backend.issuer(lease.engine))
-        issued = pki.issue_client(issuer, f"lease-{lease.id}", now=datetime.now(UTC))
-        bundle = {
-            pki.CA_CERT: store.ca().cert_pem,
-            pki.CERT: issued.cert_pem,
-            pki.KEY: issued.key_pem,
-        }
+        bundle = lease_bundle(lease, self.backend.issuer(lease.engine))
         own = labels.managed(labels.ROLE_CLIENT, lease=lease.id, engine=lease.engine)
         self.core.create_namespaced_secret(
             self.ns,

@@ -459,15 +459,7 @@ class PoolService:
 
     def _issue(self, lease: leases.Lease) -> dict[str, bytes]:
         """A client certificate only the lease's engine trusts (its own issuer signs it)."""
-        store = pki.PkiStore()
-        issued = pki.issue_client(
-            store.issuer(lease.engine), f"lease-{lease.id}", now=datetime.now(UTC)
-        )
-        bundle = {
-            pki.CA_CERT: store.ca().cert_pem,
-            pki.CERT: issued.cert_pem,
-            pki.KEY: issued.key_pem,
-        }
+        bundle = lease_bundle(lease, lease.engine)
         write_bundle(self.certs / lease.id, bundle)
         return bundle
 
@@ -556,6 +548,14 @@ class PoolService:
                 driver="bridge",
                 labels=labels.managed(labels.ROLE_NETWORK, pool=pool.name),
             )
+
+
+def lease_bundle(lease: leases.Lease, issuer: str) -> dict[str, bytes]:
+    """The lease's client directory: the host CA, and a certificate from ``issuer`` (the
+    lease's engine's own, so it opens that engine only)."""
+    store = pki.PkiStore()
+    issued = pki.issue_client(store.issuer(issuer), f"lease-{lease.id}", now=datetime.now(UTC))
+    return {pki.CA_CERT: store.ca().cert_pem, pki.CERT: issued.cert_pem, pki.KEY: issued.key_pem}
 
 
 def write_bundle(directory: Path, bundle: dict[str, bytes]) -> None:
