@@ -14,8 +14,10 @@ so, and passed over for the default socket.
 from __future__ import annotations
 
 import functools
+import io
 import logging
 import os
+import tarfile
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,7 +29,7 @@ from docker.errors import APIError, NotFound
 
 from dockyard.errors import DockyardError
 
-__all__ = ["APIError", "DockerClient", "NotFound", "connect", "shared"]
+__all__ = ["APIError", "DockerClient", "NotFound", "connect", "copy_out", "shared"]
 
 HOST_ENV = "DOCKYARD_DOCKER_HOST"
 DEFAULT_HOST = "unix:///var/run/docker.sock"
@@ -102,3 +104,15 @@ def shared() -> DockerClient:
 def _short(exc: BaseException) -> str:
     text = str(exc).strip().splitlines()
     return text[-1] if text else type(exc).__name__
+
+
+def copy_out(client: DockerClient, container: str, path: str) -> bytes | None:
+    """One file's bytes from a container (created or running), or None where it is not."""
+    try:
+        stream, _ = client.api.get_archive(container, path)
+        with tarfile.open(fileobj=io.BytesIO(b"".join(stream))) as archive:
+            member = archive.next()
+            found = archive.extractfile(member) if member is not None else None
+            return found.read() if found is not None else None
+    except (APIError, tarfile.TarError):
+        return None

@@ -8,9 +8,7 @@ gathering, and that too is a fact.
 
 from __future__ import annotations
 
-import io
 import json
-import tarfile
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
@@ -188,20 +186,9 @@ def _engine_tls(client: docker_api.DockerClient, engine: Container) -> EngineTLS
     """Copied out of the engine container, so they are known even when it is stopped."""
     flags = daemon_flags(engine.args)
     return EngineTLS(
-        client_ca=_copy_out(client, engine.name, flags.tlscacert),
-        server_cert=_copy_out(client, engine.name, flags.tlscert),
+        client_ca=docker_api.copy_out(client, engine.name, flags.tlscacert),
+        server_cert=docker_api.copy_out(client, engine.name, flags.tlscert),
     )
-
-
-def _copy_out(client: docker_api.DockerClient, container: str, path: str) -> bytes | None:
-    try:
-        stream, _ = client.api.get_archive(container, path)
-        with tarfile.open(fileobj=io.BytesIO(b"".join(stream))) as archive:
-            member = archive.next()
-            found = archive.extractfile(member) if member is not None else None
-            return found.read() if found is not None else None
-    except (docker_api.APIError, tarfile.TarError):
-        return None
 
 
 def _host_ca() -> bytes | None:

@@ -99,11 +99,25 @@ def ensure(client: docker_api.DockerClient, cfg: MirrorConfig, network: str) -> 
                 raise
         else:
             client.api.put_archive(found["Id"], "/", archive.tar(plan.limit_file(cfg)))
+            _refresh_credentials(client, found["Id"], plan.files(cfg, secret))
             if network not in found["NetworkSettings"]["Networks"]:
                 client.api.connect_container_to_network(found["Id"], network)
             if not found["State"]["Running"]:
                 client.api.start(found["Id"])
     return Mirror(name, plan.url(name), plan.address(name), cfg.upstream)
+
+
+def _refresh_credentials(
+    client: docker_api.DockerClient, cid: str, wanted: dict[str, bytes]
+) -> None:
+    """A rotated password changes no label (no secret is hashed into one), so the files
+    inside are compared: where they differ they are replaced and the registry restarted."""
+    paths = [path for path in (plan.CONFIG_PATH, plan.AUTH_PATH) if path in wanted]
+    if all(docker_api.copy_out(client, cid, path) == wanted[path] for path in paths):
+        return
+    log.info("mirror %s: its credentials changed; restarting it with the new ones", cid[:12])
+    client.api.put_archive(cid, "/", archive.tar({p: wanted[p] for p in paths}, mode=0o600))
+    client.api.restart(cid)
 
 
 def engine_settings(mirror: Mirror | None) -> dict[str, tuple[str, ...]]:

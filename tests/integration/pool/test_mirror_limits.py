@@ -3,6 +3,7 @@ limit by evicting (and re-fetches what it evicted), and an unreachable upstream 
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import io
 import json
@@ -12,7 +13,7 @@ import urllib.request
 
 import pytest
 
-from dockyard import labels
+from dockyard import docker_api, labels
 from dockyard.config import MirrorConfig
 from dockyard.doctor import checks, gather
 from dockyard.engine import client as engine_client
@@ -163,6 +164,14 @@ def test_credential_trouble_fails_the_pull_and_is_named(
     for path in (plan.CONFIG_PATH, plan.AUTH_PATH):
         mode = engine_client.run(docker_client, refused.name, ["stat", "-c", "%a", path])
         assert mode.output.strip() == "600", path
+
+    # A rotated secret behind the same reference reaches the cache: no label holds the secret,
+    # so ensure compares the files inside and restarts the registry with the new ones.
+    monkeypatch.setenv("DOCKYARD_TEST_HUB_TOKEN", "rotated")
+    assert mirror.ensure(docker_client, wrong, hub.network).name == refused.name
+    auth = docker_api.copy_out(docker_client, refused.name, plan.AUTH_PATH)
+    assert auth == base64.b64encode(b"ci:rotated")
+    tools.wait_for(lambda: mirror.stats(docker_client, refused.name).running, what="the cache")
 
     # Right credentials, same cache (recreated, its volume kept): accepted by the upstream,
     # but distribution 2.8 sends them only to token servers, never as Basic auth; named too.
