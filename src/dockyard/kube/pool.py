@@ -174,10 +174,10 @@ class KubePoolService(PoolService):
         if pool is None:
             return False
         now = str(int(self.clock()))
-        extra = {inventory.POOL: pool.name, inventory.CREATED: now, inventory.WARM: str(pool.warm)}
+        extra = inventory.engine_labels(
+            pool.name, warm=pool.warm, created=now, cache_key=command.cache_key
+        )
         keyed = command.cache_key is not None
-        if keyed:
-            extra[inventory.CACHE_KEY] = command.cache_key or ""
         own, notes = split_labels({**extra, **_user()})
         engine = manifests.KubeEngine(
             name=command.name,

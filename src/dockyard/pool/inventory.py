@@ -190,6 +190,14 @@ def caches(inventory: Inventory) -> list[leases.Cache]:
     ]
 
 
+def engine_labels(pool: str, *, warm: int, created: str, cache_key: str | None) -> dict[str, str]:
+    """What marks a pool's engine, on either backend: its pool, age, warmth and cache key."""
+    found = {POOL: pool, CREATED: created, WARM: str(warm)}
+    if cache_key is not None:
+        found[CACHE_KEY] = cache_key
+    return found
+
+
 def marker_labels(lease: leases.Lease) -> dict[str, str]:
     extra = {"lease": lease.id, "pool": lease.pool, "engine": lease.engine}
     extra |= {"expires": str(lease.expires_at), "owner": lease.owner}

@@ -492,10 +492,9 @@ class PoolService:
                         inventory.ROLE_POOL_DATA, pool=pool.name, engine=command.name
                     ),
                 )
-            extra = {inventory.POOL: pool.name, inventory.CREATED: now}
-            extra[inventory.WARM] = str(pool.warm)
-            if command.cache_key is not None:
-                extra[inventory.CACHE_KEY] = command.cache_key
+            extra = inventory.engine_labels(
+                pool.name, warm=pool.warm, created=now, cache_key=command.cache_key
+            )
             options = config.validate(
                 config.EngineOptions,
                 {
