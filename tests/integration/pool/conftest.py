@@ -3,12 +3,14 @@ and a local "Docker Hub" for pull-through caches."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import secrets
 import stat
 import time
 from types import SimpleNamespace
 
+import docker.errors
 import pytest
 
 from dockyard import labels, pki
@@ -37,6 +39,11 @@ def purge(client, pool):
     """Everything of ``pool``: engines (with issuers), markers, caches, its network."""
     gc.run(client, now=time.time() + 10**7, certs=service.cert_root(), grace=0, pool=pool)
     selector = {"label": [*inventory.scope(), f"{inventory.POOL}={pool}"]}
+    # A serve under test in another worker retires pools it does not serve, racing this gc:
+    # an engine it was removing may still hold its volume. What is left goes first.
+    for container in client.api.containers(all=True, filters=selector):
+        with contextlib.suppress(docker.errors.NotFound):
+            client.api.remove_container(container["Id"], force=True, v=True)
     for volume in client.api.volumes(filters=selector).get("Volumes") or []:
         client.api.remove_volume(volume["Name"], force=True)
     for network in client.api.networks(filters=selector):
