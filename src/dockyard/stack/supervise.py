@@ -12,6 +12,8 @@ killed outright.
 from __future__ import annotations
 
 import ctypes
+import functools
+import os
 import signal
 import subprocess
 import sys
@@ -30,9 +32,13 @@ def pause(failures: int) -> float:
     return PAUSES[max(0, min(failures, len(PAUSES) - 1))]
 
 
-def _die_with_parent() -> None:
+def _die_with(parent: int) -> None:
+    """In the child before exec: SIGTERM when the supervisor dies. A supervisor that died
+    before this ran sends nothing, so the child checks it still has its parent."""
     libc = ctypes.CDLL(None, use_errno=True)
     libc.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0)
+    if os.getppid() != parent:
+        os._exit(1)
 
 
 def supervise(argv: Sequence[str]) -> int:
@@ -50,7 +56,8 @@ def supervise(argv: Sequence[str]) -> int:
     failures = 0
     while not stopping:
         started = time.monotonic()
-        child = subprocess.Popen(list(argv), preexec_fn=_die_with_parent)  # noqa: PLW1509
+        die_with_me = functools.partial(_die_with, os.getpid())
+        child = subprocess.Popen(list(argv), preexec_fn=die_with_me)  # noqa: PLW1509
         if stopping:  # (told to stop while it was being started)
             child.send_signal(signal.SIGTERM)
         code = child.wait()
