@@ -37,6 +37,13 @@ _UNITS = {"": 1, "k": 1024, "m": 1024**2, "g": 1024**3, "t": 1024**4}
 _HOSTPORT = re.compile(r"^[A-Za-z0-9]([A-Za-z0-9.-]*[A-Za-z0-9])?(:\d{1,5})?$")
 
 
+def check_insecure_registries(value: tuple[str, ...]) -> tuple[str, ...]:
+    for item in value:
+        if not _HOSTPORT.match(item):
+            raise ValueError(f"invalid insecure registry {item!r}: use HOST or HOST:PORT")
+    return value
+
+
 def parse_size(value: object) -> int:
     """Docker's size syntax (``512m``, ``2g``, ``1.5GiB``, plain bytes) to bytes."""
     if isinstance(value, int) and not isinstance(value, bool):
@@ -195,10 +202,7 @@ class EngineSettings(BaseModel):
     @field_validator("insecure_registries")
     @classmethod
     def _registries(cls, value: tuple[str, ...]) -> tuple[str, ...]:
-        for item in value:
-            if not _HOSTPORT.match(item):
-                raise ValueError(f"invalid insecure registry {item!r}: use HOST or HOST:PORT")
-        return value
+        return check_insecure_registries(value)
 
     @field_validator("registry_mirrors")
     @classmethod

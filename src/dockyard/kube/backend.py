@@ -14,6 +14,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from dockyard import config, labels, pki
+from dockyard.engine import startup
 from dockyard.engine.backend import Engine, Progress
 from dockyard.errors import DockyardError
 from dockyard.kube import manifests
@@ -391,6 +392,11 @@ def _hopeless(pod: Any, image: str) -> str | None:
     if pod.status and pod.status.phase in ("Failed", "Succeeded"):
         return f"the pod {pod.status.phase.lower()}"
     for status in (pod.status and pod.status.container_statuses) or []:
+        ended = (status.state and status.state.terminated) or (
+            status.last_state and status.last_state.terminated
+        )
+        if ended and ended.exit_code == startup.REFUSED:
+            return "its start prologue refused to start dockerd (the log says why)"
         waiting = status.state and status.state.waiting
         if waiting and waiting.reason in HOPELESS:
             return HOPELESS[waiting.reason].format(image=image) + f" ({waiting.reason})"

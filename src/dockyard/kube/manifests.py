@@ -1,7 +1,8 @@
 """Engine spec -> Kubernetes manifests: pure, so every field an engine pod gets is unit-tested.
 
 The engine pod runs the same dockerd command line as on one host (``engine.spec.dockerd_args``),
-with its TLS files from a Secret that holds the server certificate, the engine's client issuer
+behind the same start prologue (``engine.startup``: cgroup nesting so the pod's limits bind
+what its jobs run, the iptables choice, stale pid files), with its TLS files from a Secret that holds the server certificate, the engine's client issuer
 (dockerd trusts only it) and the readiness probe's own client: never the CA's key. A Service
 gives the engine a stable name and address, both in the server certificate's SANs.
 """
@@ -14,6 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from dockyard import config, labels
+from dockyard.engine import startup
 from dockyard.engine.spec import (
     DATA_ROOT,
     PROBE_TLS_DIR,
@@ -245,8 +247,9 @@ def engine_container(engine: KubeEngine) -> dict[str, Any]:
         "name": ENGINE_CONTAINER,
         "image": engine.image,
         "imagePullPolicy": "IfNotPresent",
-        "command": ["dockerd"],
-        "args": dockerd_args(engine.engine_spec()),
+        # The prologue inline (sh -c TEXT NAME ARGS): no ConfigMap to create, grant or leak.
+        "command": ["sh", "-c", startup.script().decode(), "dockyard-start"],
+        "args": ["dockerd", *dockerd_args(engine.engine_spec())],
         "ports": [{"name": "docker", "containerPort": TLS_PORT}],
         "securityContext": security_context(engine.privileged),
         "resources": _resources(engine),

@@ -186,6 +186,7 @@ class KubePoolService(PoolService):
             cache_claim=command.volume if keyed else None,
             memory_limit=f"{pool.memory // 2**20}Mi" if pool.memory else None,
             cpu_limit=f"{int(pool.cpus * 1000)}m" if pool.cpus else None,
+            insecure_registries=pool.insecure_registries,
             extra_labels=own,
             annotations=notes,
         )

@@ -62,6 +62,14 @@ class PoolConfig(BaseModel):
     ready_timeout: config.ReadyTimeout = 60.0
     mirror: config.MirrorConfig | None = Field(None, description="a pull-through cache")
     seed: tuple[str, ...] = Field((), description="images a warm engine pulls while it waits")
+    insecure_registries: tuple[str, ...] = Field(
+        (), description="registries its engines reach over plain HTTP (warned about)"
+    )
+
+    @field_validator("insecure_registries")
+    @classmethod
+    def _insecure(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        return config.check_insecure_registries(value)
 
     @field_validator("seed")
     @classmethod

@@ -129,6 +129,12 @@ class PoolService:
         for pool in self.configs.values():
             self._images[pool.name] = self._image(pool)
             self._ensure_network(pool)
+            if pool.insecure_registries:
+                log.warning(
+                    "pool %s: its engines reach %s over plain HTTP (insecure_registries)",
+                    pool.name,
+                    ", ".join(pool.insecure_registries),
+                )
             if pool.mirror is not None:
                 self._mirrors[pool.name] = mirror.ensure(
                     self.client, pool.mirror, pool.network_name
@@ -507,7 +513,7 @@ class PoolService:
                     "pids": pool.pids,
                     "ready_timeout": pool.ready_timeout,
                     "extra_labels": extra,
-                    **mirror.engine_settings(self._mirrors.get(pool.name)),
+                    **engine_registries(pool, self._mirrors.get(pool.name)),
                 },
             )
             service.create(options, client=self.client)
@@ -547,6 +553,13 @@ class PoolService:
                 driver="bridge",
                 labels=labels.managed(labels.ROLE_NETWORK, pool=pool.name),
             )
+
+
+def engine_registries(pool: PoolConfig, cache: mirror.Mirror | None) -> dict[str, Any]:
+    """A pool engine's registry options: the pool's plain-HTTP registries and its mirror's."""
+    found = mirror.engine_settings(cache)
+    trusted = (*pool.insecure_registries, *found.get("insecure_registries", ()))
+    return found | ({"insecure_registries": trusted} if trusted else {})
 
 
 def lease_bundle(lease: leases.Lease, issuer: str) -> dict[str, bytes]:

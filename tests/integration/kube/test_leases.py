@@ -88,6 +88,68 @@ def test_warm_lease_job_builds_stranger_refused_release_closes(cluster, pool, jo
     assert code != 0
 
 
+def registry_pod(cluster, name: str, timeout: float = 120) -> str:
+    """dockyard's registry image as a pod behind a Service; returns HOST:PORT by cluster IP
+    (the test cluster runs no DNS add-on)."""
+    own = {labels.MANAGED: "true", "app": name}
+    cluster.core.create_namespaced_pod(
+        cluster.namespace,
+        {
+            "metadata": {"name": name, "labels": own},
+            "spec": {
+                "containers": [
+                    {
+                        "name": "registry",
+                        "image": "dockyard/registry:0.1",
+                        "imagePullPolicy": "IfNotPresent",
+                        "ports": [{"containerPort": 5000}],
+                        "readinessProbe": {"tcpSocket": {"port": 5000}, "periodSeconds": 1},
+                    }
+                ]
+            },
+        },
+    )
+    svc = cluster.core.create_namespaced_service(
+        cluster.namespace,
+        {
+            "metadata": {"name": name, "labels": {labels.MANAGED: "true"}},
+            "spec": {"selector": {"app": name}, "ports": [{"port": 5000, "targetPort": 5000}]},
+        },
+    )
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        found = cluster.core.read_namespaced_pod(name, cluster.namespace)
+        if any(c.type == "Ready" and c.status == "True" for c in found.status.conditions or []):
+            return f"{svc.spec.cluster_ip}:5000"
+        time.sleep(0.5)
+    raise AssertionError(f"registry pod {name} never became ready: {found.status}")
+
+
+def test_a_job_builds_and_pushes_to_a_registry_pod_another_lease_pulls_it(
+    cluster, pool, jobs, unique
+):
+    registry = registry_pod(cluster, unique("registry"))
+    svc = pool(warm=2, max=2, insecure_registries=(registry,))
+    wait_warm(svc, count=2)
+    pusher = svc.lease("ci", owner="uid:0")
+    tag = f"{registry}/pushed:1"
+    push = MARK.format("pushed") + f" && DOCKER_BUILDKIT=0 docker build -q -f D -t {tag} ."
+    push += f" && docker push {tag}"
+    secret = pusher.environment["DOCKYARD_CLIENT_SECRET"]
+    code, log = jobs.run_job(cluster, unique("push"), push, job_env(pusher), secret)
+    assert code == 0, log
+    # Another engine has never seen the image: it can only come from the registry pod.
+    puller = svc.lease("ci", owner="uid:0")
+    assert puller.lease.engine != pusher.lease.engine
+    pull = f"docker pull -q {tag} && docker image inspect -f '{{{{.Id}}}}' {tag}"
+    secret = puller.environment["DOCKYARD_CLIENT_SECRET"]
+    code, log = jobs.run_job(cluster, unique("pull"), pull, job_env(puller), secret)
+    assert code == 0, log
+    assert "sha256:" in log, log
+    svc.release(pusher.lease.id, caller="uid:0")
+    svc.release(puller.lease.id, caller="uid:0")
+
+
 def test_keyed_cache_reused_by_the_same_key_only(cluster, pool, jobs, unique):
     svc = pool(warm=0, max=2, cache="keyed")
     check = (

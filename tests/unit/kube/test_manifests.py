@@ -7,6 +7,7 @@ import base64
 import pytest
 
 from dockyard import config, labels
+from dockyard.engine import startup
 from dockyard.engine.spec import DATA_ROOT, PROBE_TLS_DIR, SERVER_TLS_DIR
 from dockyard.kube import manifests
 from dockyard.kube.manifests import KubeEngine
@@ -43,7 +44,10 @@ def test_pod_runs_dockerd_with_tls_from_the_secret_and_probe_calls_its_own_name(
     pod = manifests.pod(ENGINE)
     spec = pod["spec"]
     (container,) = spec["containers"]
-    assert container["command"] == ["dockerd"]
+    # dockerd runs behind the one-host start prologue, inline: sh -c TEXT $0 dockerd ARGS
+    assert container["command"][:2] == ["sh", "-c"]
+    assert container["command"][2] == startup.script().decode()
+    assert container["args"][0] == "dockerd"
     assert "--tlsverify" in container["args"]
     assert f"--tlscert={SERVER_TLS_DIR}/cert.pem" in container["args"]
     assert spec["hostname"] == "eng-a"

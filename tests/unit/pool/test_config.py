@@ -104,3 +104,13 @@ def test_a_bad_mirror_or_seed_names_its_line(tmp_path):
     path.write_text("pools:\n  - name: ci\n    mirror:\n      upstream: hub.example\n")
     with pytest.raises(DockyardError, match=r"pools.yaml:4: .*invalid mirror upstream"):
         pool_config.load(path)
+
+
+def test_insecure_registries_are_checked_like_engine_create(tmp_path):
+    path = tmp_path / "pools.yaml"
+    path.write_text("pools:\n  - name: ci\n    insecure_registries: [10.96.0.7:5000]\n")
+    (pool,) = pool_config.load(path)
+    assert pool.insecure_registries == ("10.96.0.7:5000",)
+    path.write_text("pools:\n  - name: ci\n    insecure_registries: ['http://r:5000']\n")
+    with pytest.raises(DockyardError, match="invalid insecure registry 'http://r:5000'"):
+        pool_config.load(path)
