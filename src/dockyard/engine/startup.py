@@ -19,7 +19,9 @@ are. Before it ``exec``s the command line it is given it:
   cgroupv2 ... in an invalid state"). Where the engine does not sit at the root of its cgroup
   namespace (cgroup v1 with the host's namespace), it gives dockerd ``--cgroup-parent`` set to
   the engine's own cgroup, read from ``/proc/self/cgroup``, so inner containers are nested
-  beneath the engine instead of landing beside it in ``/docker``.
+  beneath the engine instead of landing beside it in ``/docker``. That path is taken relative
+  to the cgroup mount's root (``/proc/self/mountinfo``): a pod on a cgroup v1 node sees only
+  its own subtree mounted, where ``/docker`` already is beneath the engine.
 
 It refuses to start dockerd, with one line naming cause and fix, where that nesting cannot be
 done (read-only cgroup tree, no controllers delegated): an engine whose limits silently do not
@@ -111,11 +113,34 @@ while IFS=: read -r hier ctrls path; do
   esac
 done < "$r/proc/self/cgroup"
 
+# A path of /proc/self/cgroup as seen beneath a cgroup mount. The mount may show only part of
+# the hierarchy (mountinfo's 4th field, its root): runc mounts a container of a host without
+# cgroup namespaces on its own subtree, while /proc/self/cgroup names the whole path. rel is
+# empty when the mount does not show the path at all.
+beneath() {  # $1: the path, $2: the mount point
+  mroot=/
+  if [ -r "$r/proc/self/mountinfo" ]; then
+    while read -r _ _ _ fsroot point _; do
+      [ "$point" = "$2" ] && mroot=$fsroot
+    done < "$r/proc/self/mountinfo"
+  fi
+  case "$mroot" in
+    /) rel=$1 ;;
+    "$1") rel=/ ;;
+    *) case "$1" in "$mroot"/*) rel=${1#"$mroot"} ;; *) rel= ;; esac ;;
+  esac
+}
+
 # cgroups: whatever runs inside the engine is accounted under the engine's own cgroup.
 cg=$r/sys/fs/cgroup
 parent=
 if [ -f "$cg/cgroup.controllers" ]; then
   status cgroup=2
+  beneath "$own" /sys/fs/cgroup
+  [ -n "$rel" ] || refuse "the engine's own cgroup $own is outside the cgroup mount (which" \
+    "shows $mroot), so limits cannot bind inside it; fix: give the engine a private cgroup" \
+    "namespace with a writable cgroup mount (a privileged container)"
+  own=$rel
   dir="$cg${own%/}"
   # A writable tree, tried for real (root passes test -w even on a read-only mount).
   if ! mkdir -p "$dir/init" 2>/dev/null; then
@@ -152,7 +177,14 @@ if [ -f "$cg/cgroup.controllers" ]; then
   [ "$own" = / ] || parent=$own
 else
   status cgroup=1
-  own=$own_v1
+  own=
+  if [ -n "$own_v1" ]; then
+    beneath "$own_v1" /sys/fs/cgroup/memory
+    [ -n "$rel" ] || refuse "the engine's own cgroup $own_v1 is outside the memory cgroup" \
+      "mount (which shows $mroot), so limits cannot bind inside it; fix: mount the host's" \
+      "/sys/fs/cgroup read-write into the engine (a privileged container)"
+    own=$rel
+  fi
   # Inner dockerd makes its cgroups beneath ours: that must work, tried for real. (No memory
   # line: the kernel has no memory controller, and dockerd refuses --memory itself.)
   probe="$cg/memory${own%/}/dockyard-probe-$$"

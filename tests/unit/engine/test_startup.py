@@ -87,6 +87,44 @@ def test_v1_private_namespace_needs_no_parent(shell, tmp_path):
     assert done.stdout.split() == ["dockerd"]
 
 
+def mountinfo(root: Path, point: str, fsroot: str) -> None:
+    (root / "proc/self/mountinfo").write_text(
+        "22 1 0:20 / / rw - overlay overlay rw\n"
+        f"95 91 0:32 {fsroot} {point} rw,relatime - cgroup cgroup rw,memory\n"
+    )
+
+
+@pytest.mark.parametrize("shell", SHELLS)
+def test_v1_pod_sees_only_its_own_subtree_mounted_and_needs_no_parent(shell, tmp_path):
+    # A privileged pod on a cgroup v1 node: runc mounts the container's own memory cgroup at
+    # /sys/fs/cgroup/memory, while /proc/self/cgroup names the whole path.
+    pod = "/kubepods/burstable/pod4efe/a316"
+    tree = v1_tree(tmp_path, V1_CGROUP.replace(ENGINE_ID, pod), own_dir=False)
+    mountinfo(tree, "/sys/fs/cgroup/memory", pod)
+    done = run(shell, tree)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == ["dockerd"]  # /docker under the mount is beneath the pod
+
+
+@pytest.mark.parametrize("shell", SHELLS)
+def test_v1_mount_of_a_parent_subtree_gives_the_path_beneath_it(shell, tmp_path):
+    tree = v1_tree(tmp_path, V1_CGROUP.replace(ENGINE_ID, "/node" + ENGINE_ID))
+    mountinfo(tree, "/sys/fs/cgroup/memory", "/node")
+    done = run(shell, tree)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == ["dockerd", f"--cgroup-parent={ENGINE_ID}"]
+
+
+@pytest.mark.parametrize("shell", SHELLS)
+def test_v1_mount_that_does_not_show_the_engine_refuses(shell, tmp_path):
+    tree = v1_tree(tmp_path, own_dir=False)
+    mountinfo(tree, "/sys/fs/cgroup/memory", "/elsewhere")
+    done = run(shell, tree)
+    assert done.returncode == startup.REFUSED
+    reason = startup.refusal(done.stderr) or ""
+    assert f"{ENGINE_ID} is outside the memory cgroup mount (which shows /elsewhere)" in reason
+
+
 @pytest.mark.parametrize("shell", SHELLS)
 def test_v1_engine_that_cannot_see_its_cgroup_refuses_in_one_line(shell, tmp_path):
     done = run(shell, v1_tree(tmp_path, own_dir=False))
