@@ -143,6 +143,9 @@ def engine_create(
         typer.Option("--file", "-f", help="YAML file of these options (flags win over it)"),
     ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="machine-readable output")] = False,
+    backend: kube_command.BackendOption = "docker",
+    kubeconfig: kube_command.KubeconfigOption = None,
+    namespace: kube_command.NamespaceOption = None,
 ) -> None:
     """Create an engine and wait until a TLS-verified API call to it succeeds.
 
@@ -150,6 +153,10 @@ def engine_create(
 
         dockyard engine create ci --network jenkins
         dockyard engine env ci
+
+    With --backend kubernetes the engine is a pod behind a Service in the namespace, ready
+    when its probe's TLS call to the Service name passes; --cache names a PVC (kept), none
+    means an emptyDir; --cpus/--memory become the pod's limits.
 
     Options can come from a YAML file whose keys are the option names with underscores
     (image, network, cache, mtu, cpus, memory, pids, insecure_registries, registry_mirrors,
@@ -177,6 +184,24 @@ def engine_create(
     from dockyard import config
 
     options = _run(lambda: config.engine_options(given, file))
+    if backend == "kubernetes":
+        _run(lambda: kube_command.check_options(set(given) | options.model_fields_set))
+        kube = _run(lambda: kube_command.backend(kubeconfig, namespace))
+        with _status(as_json) as step:
+            started = time.monotonic()
+            pod = _run(lambda: kube.create(options, progress=step))
+        if as_json:
+            _print_json({**pod.as_dict(), "seconds": time.monotonic() - started})
+            return
+        out.print(
+            f"engine [bold]{pod.name}[/] ready at {pod.endpoint} in namespace {kube.ns} in "
+            f"{time.monotonic() - started:.2f} s"
+        )
+        out.print(
+            f"a job pod mounts Secret {pod.name}-client at its DOCKER_CERT_PATH: "
+            f"dockyard engine env {pod.name} --backend kubernetes"
+        )
+        return
     with _status(as_json) as step:
         created = _run(lambda: service.create(options, progress=step))
     for warning in created.warnings:
@@ -197,10 +222,25 @@ def engine_create(
 @engine_app.command("ls")
 def engine_ls(
     as_json: Annotated[bool, typer.Option("--json", help="machine-readable output")] = False,
+    backend: kube_command.BackendOption = "docker",
+    kubeconfig: kube_command.KubeconfigOption = None,
+    namespace: kube_command.NamespaceOption = None,
 ) -> None:
-    """List engines (read back from the host engine's labels)."""
+    """List engines (read back from the host engine's labels, or the namespace's)."""
     from dockyard.engine import disk as data_disk
     from dockyard.engine import service
+
+    if backend == "kubernetes":
+        pods = _run(lambda: kube_command.backend(kubeconfig, namespace).pods())
+        if as_json:
+            _print_json([p.as_dict() for p in pods])
+            return
+        table = Table("NAME", "STATE", "ENDPOINT", "PRIVILEGE", "CACHE", "POOL", "IMAGE")
+        for p in pods:
+            pool = p.labels.get("io.dockyard.pool", "")
+            table.add_row(p.name, p.state, p.endpoint, p.privilege, p.cache_claim, pool, p.image)
+        out.print(table)
+        return
 
     engines = _run(lambda: service.ls(disk=True))
     if as_json:
@@ -227,13 +267,27 @@ def engine_env(
     context: Annotated[
         bool, typer.Option(help="also write a docker context named dockyard-NAME")
     ] = False,
+    backend: kube_command.BackendOption = "docker",
+    kubeconfig: kube_command.KubeconfigOption = None,
+    namespace: kube_command.NamespaceOption = None,
 ) -> None:
-    """Print what a CI container needs: DOCKER_HOST, DOCKER_TLS_VERIFY, DOCKER_CERT_PATH."""
+    """Print what a CI container needs: DOCKER_HOST, DOCKER_TLS_VERIFY, DOCKER_CERT_PATH.
+
+    On Kubernetes: what a job pod needs that mounts Secret NAME-client at DOCKER_CERT_PATH.
+    """
     from dockyard.engine import service
 
     if format not in ("env", "json"):
         _run(lambda: _raise(f"unknown format {format}", "use --format env or --format json"))
-    variables = _run(lambda: service.env(name))
+    if backend == "kubernetes":
+        if context:
+            _run(lambda: _raise("--context is for engines on this host", "drop --context"))
+        kube = _run(lambda: kube_command.backend(kubeconfig, namespace))
+        _run(lambda: kube.get(name))  # a missing engine is named as such
+        variables = _run(lambda: kube.env(name))
+        err.print(f"# a job pod mounts Secret {name}-client at {variables['DOCKER_CERT_PATH']}")
+    else:
+        variables = _run(lambda: service.env(name))
     if context:
         written = _run(lambda: service.write_context(name))
         err.print(f"docker context {written} written: docker --context {written} info")
@@ -262,10 +316,22 @@ def engine_rm(
     volumes: Annotated[
         bool, typer.Option(help="also remove the cache volume (its layer cache is lost)")
     ] = False,
+    backend: kube_command.BackendOption = "docker",
+    kubeconfig: kube_command.KubeconfigOption = None,
+    namespace: kube_command.NamespaceOption = None,
 ) -> None:
-    """Remove engines with their own network and certificates; the cache volume stays."""
+    """Remove engines with their own network and certificates; the cache volume stays.
+
+    On Kubernetes: the pod, Service and Secrets (and with --volumes the cache PVC)."""
     from dockyard.engine import service
 
+    if backend == "kubernetes":
+        kube = _run(lambda: kube_command.backend(kubeconfig, namespace))
+        for name in names:
+            _run(lambda: kube.get(name))  # noqa: B023 (called at once)
+            for removed in _run(partial(kube.rm, name, volumes=volumes)):
+                out.print(f"removed {removed}")
+        return
     for name in names:
         for removed in _run(partial(service.rm, name, volumes=volumes)):
             out.print(f"removed {removed}")

@@ -4,12 +4,30 @@ from __future__ import annotations
 
 import io
 from datetime import UTC, datetime
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 import typer
 
 from dockyard import ui
 from dockyard.errors import DockyardError
+
+if TYPE_CHECKING:
+    from dockyard.kube.backend import KubeBackend
+
+BackendOption = Annotated[
+    Literal["docker", "kubernetes"],
+    typer.Option(
+        "--backend",
+        envvar="DOCKYARD_BACKEND",
+        help="where engines live: this Docker host, or pods in a Kubernetes namespace",
+    ),
+]
+KubeconfigOption = Annotated[
+    str | None, typer.Option(help="kubernetes: the kubeconfig [default: $KUBECONFIG]")
+]
+NamespaceOption = Annotated[
+    str | None, typer.Option(help="kubernetes: the namespace [default: the context's]")
+]
 
 app = typer.Typer(
     help="Engines on Kubernetes: pod templates for CI systems, the RBAC dockyard needs.",
@@ -113,3 +131,24 @@ def rbac(
 
     docs = templates.rbac(namespace, service_account)
     typer.echo(_yaml(docs), nl=False)
+
+
+def backend(kubeconfig: str | None, namespace: str | None) -> KubeBackend:
+    """The Kubernetes backend of the namespace asked for, checked reachable and readable."""
+    from dockyard.kube import cluster
+    from dockyard.kube.backend import KubeBackend
+
+    return KubeBackend(cluster.connect(kubeconfig, namespace))
+
+
+def check_options(given: set[str]) -> None:
+    """Refuse the one-host options an engine pod cannot honour, naming each."""
+    from dockyard.kube import manifests
+
+    refused = manifests.unsupported(given)
+    if refused:
+        raise DockyardError(
+            f"not available for engines on Kubernetes: {', '.join(refused)}",
+            fix="drop them (engine pods join the namespace's pod network, always with TLS), "
+            "or use --backend docker",
+        )

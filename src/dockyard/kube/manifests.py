@@ -2,9 +2,10 @@
 
 The engine pod runs the same dockerd command line as on one host (``engine.spec.dockerd_args``),
 behind the same start prologue (``engine.startup``: cgroup nesting so the pod's limits bind
-what its jobs run, the iptables choice, stale pid files), with its TLS files from a Secret that holds the server certificate, the engine's client issuer
-(dockerd trusts only it) and the readiness probe's own client: never the CA's key. A Service
-gives the engine a stable name and address, both in the server certificate's SANs.
+what its jobs run, the iptables choice, stale pid files), with its TLS files from a Secret
+that holds the server certificate, the engine's client issuer (dockerd trusts only it) and
+the readiness probe's own client: never the CA's key. A Service gives the engine a stable
+name and address, both in the server certificate's SANs.
 """
 
 from __future__ import annotations
@@ -102,6 +103,16 @@ class KubeEngine:
             insecure_registries=self.insecure_registries,
             registry_mirrors=self.registry_mirrors,
         )
+
+
+# One-host engine options a pod has no equivalent for (a pod's process limit is the node's).
+UNSUPPORTED_OPTIONS = {"network": "--network", "pids": "--pids", "aliases": "--alias",
+                       "insecure": "--insecure"}  # fmt: skip
+
+
+def unsupported(given: set[str]) -> list[str]:
+    """The flags of ``given`` (engine option names) an engine pod cannot honour."""
+    return [flag for name, flag in UNSUPPORTED_OPTIONS.items() if name in given]
 
 
 def from_options(options: config.EngineOptions, namespace: str) -> KubeEngine:

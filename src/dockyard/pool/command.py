@@ -21,6 +21,7 @@ from rich.table import Table
 
 from dockyard import ui
 from dockyard.errors import DockyardError
+from dockyard.kube import command as kube_command
 
 if TYPE_CHECKING:  # (loaded when serve runs)
     from dockyard.pool.service import PoolService
@@ -58,16 +59,9 @@ def serve(
             help="pools.yaml (see docs/POOLS.md); default: one pool 'default', warm 2, max 8",
         ),
     ] = None,
-    backend: Annotated[
-        Literal["docker", "kubernetes"],
-        typer.Option(help="where engines live: this Docker host, or pods in a namespace"),
-    ] = "docker",
-    kubeconfig: Annotated[
-        str | None, typer.Option(help="kubernetes: the kubeconfig [default: $KUBECONFIG]")
-    ] = None,
-    namespace: Annotated[
-        str | None, typer.Option(help="kubernetes: the namespace [default: the context's]")
-    ] = None,
+    backend: kube_command.BackendOption = "docker",
+    kubeconfig: kube_command.KubeconfigOption = None,
+    namespace: kube_command.NamespaceOption = None,
 ) -> None:
     """Run the pool service: keep warm engines, hand out leases, reap what jobs leave.
 
