@@ -126,7 +126,8 @@ def rbac(
     service_account: Annotated[str, typer.Option(help="who runs dockyard serve")] = "dockyard",
 ) -> None:
     """Print the ServiceAccount, Role and RoleBinding `dockyard serve --backend kubernetes`
-    needs: pods, secrets, services, PVCs and events in one namespace, nothing cluster-wide."""
+    needs: pods, secrets, services, PVCs, events and coordination Leases in one namespace,
+    nothing cluster-wide."""
     from dockyard.kube import templates
 
     docs = templates.rbac(namespace, service_account)

@@ -12,14 +12,16 @@ from __future__ import annotations
 import base64
 import contextlib
 import shutil
+import time
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any, cast
 
 from dockyard import config, docker_api, labels
 from dockyard.errors import DockyardError
-from dockyard.kube import manifests
+from dockyard.kube import manifests, serving
 from dockyard.kube.backend import KubeBackend, is_ready
-from dockyard.kube.cluster import Cluster
+from dockyard.kube.cluster import Cluster, explain
 from dockyard.pool import inventory, leases
 from dockyard.pool.config import PoolConfig
 from dockyard.pool.gc import Removal
@@ -86,6 +88,8 @@ class KubePoolService(PoolService):
         self.backend = KubeBackend(cluster)
         self.core = cluster.core
         self.ns = cluster.namespace
+        self._holder = serving.holder()
+        self._serving = serving.Leases(cluster)
 
     # where the one-host service touches Docker
 
@@ -96,36 +100,7 @@ class KubePoolService(PoolService):
         return None  # the namespace's pod network: nothing to make
 
     def _gather(self) -> inventory.Inventory:
-        sel = ",".join(f"{k}={v}" for k, v in {labels.MANAGED: "true", **_user()}.items())
-        try:
-            pods = self.core.list_namespaced_pod(self.ns, label_selector=sel).items
-            secrets = self.core.list_namespaced_secret(self.ns, label_selector=sel).items
-            claims = self.core.list_namespaced_persistent_volume_claim(
-                self.ns, label_selector=sel
-            ).items
-        except Exception as exc:
-            from dockyard.kube.cluster import explain
-
-            raise explain(exc, self.cluster, "list pods, secrets and claims") from exc
-        containers = tuple(
-            inventory.Container(
-                str(p.metadata.uid),
-                str(p.metadata.name),
-                _merged(p.metadata),
-                running=p.status.phase == "Running",
-                ready=is_ready(p),
-                created_at=_created(p.metadata),
-            )
-            for p in pods
-            if not p.metadata.deletion_timestamp
-        )
-        volumes = tuple(
-            inventory.Volume(str(o.metadata.name), _merged(o.metadata), _created(o.metadata))
-            for o in (*secrets, *claims)
-            if (o.metadata.labels or {}).get(labels.ROLE)
-            in (inventory.ROLE_LEASE, inventory.ROLE_POOL_CACHE)
-        )
-        return inventory.Inventory(containers, volumes, ())
+        return gather(self.cluster)
 
     def _grant(self, lease: leases.Lease, bundle: dict[str, bytes]) -> Grant:
         environment = self.backend.env(lease.engine)
@@ -140,15 +115,15 @@ class KubePoolService(PoolService):
             case leases.DestroyEngine(name=name, volume=volume, keep_volume=keep):
                 self.backend.rm(name)
                 if not keep:
-                    self._delete("persistent_volume_claim", volume)
+                    _delete(self.cluster, "persistent_volume_claim", volume)
             case leases.WriteMarker(lease=lease):
                 self.core.create_namespaced_secret(self.ns, marker(lease, self.ns))
             case leases.DeleteMarker(name=name):
-                self._delete("secret", name)
+                _delete(self.cluster, "secret", name)
             case leases.IssueCert(lease=lease):
                 return self._issue(lease)
             case leases.RemoveCert(lease_id=lease_id):
-                self._delete("secret", lease_secret(lease_id))
+                _delete(self.cluster, "secret", lease_secret(lease_id))
                 shutil.rmtree(self.certs / lease_id, ignore_errors=True)
         return {}
 
@@ -214,57 +189,206 @@ class KubePoolService(PoolService):
             return False
         return True
 
+    # who else serves: coordination Leases in the namespace (dockyard.kube.serving)
+
+    def _claim(self) -> None:
+        self._serving.claim(sorted(self.configs), self._holder)
+
+    def _unclaim(self) -> None:
+        with contextlib.suppress(DockyardError):
+            self._serving.release(sorted(self.configs), self._holder)
+
+    def _heartbeat(self) -> None:
+        self._serving.renew(sorted(self.configs), self._holder)
+
+    def _served_elsewhere(self, pools: set[str]) -> set[str]:
+        found = self._serving.held()
+        return set(serving.others(found, self._holder, time.time())) & pools
+
     def gc(self, *, dry_run: bool = False) -> list[Removal]:
-        """Remove, in this namespace only, what no lease or pool of this service owns."""
+        """Remove, in this namespace only, what no lease or pool of this service owns, and
+        nothing of a pool another live serve holds."""
         with self._lock:
             current = self._state
         keep = set(current.engines) | {lease.marker for lease in current.leases.values()}
         keep |= {e.volume for e in current.engines.values()} | set(current.caches)
-        live = set(current.leases)
-        found = self._gather()
-        removals = []
-        for pod in found.containers:
-            name = pod.labels.get(labels.ENGINE, pod.name)
-            if pod.labels.get(labels.ROLE) == labels.ROLE_ENGINE and name not in keep:
-                removals.append(Removal("engine", name, name, "no pool or lease owns it"))
-        for volume in found.volumes:
-            if volume.name not in keep:
-                removals.append(
-                    Removal("volume", volume.name, volume.name, "no lease or engine owns it")
-                )
-        # only this dockyard's lease certificates (its labels): never another serve's
-        mine = {labels.MANAGED: "true", labels.ROLE: labels.ROLE_CLIENT, **_user()}
-        clients = self.core.list_namespaced_secret(
-            self.ns, label_selector=",".join(f"{k}={v}" for k, v in mine.items())
-        ).items
-        for secret in clients:
-            lease_id = (secret.metadata.labels or {}).get(labels.LEASE)
-            if lease_id and lease_id not in live:
-                name = str(secret.metadata.name)
-                removals.append(Removal("certs", name, name, "its lease ended"))
-        if not dry_run:
-            for removal in removals:
-                with contextlib.suppress(DockyardError):
-                    self._remove(removal)
-        return removals
+        return collect(
+            self.cluster,
+            now=self.clock(),
+            grace=self.gc_grace,
+            keep=frozenset(keep),
+            live=frozenset(current.leases),
+            me=self._holder,
+            dry_run=dry_run,
+        )
 
-    def _remove(self, removal: Removal) -> None:
-        if removal.kind == "engine":
-            self.backend.rm(removal.ident)
-        elif removal.kind == "volume":
-            self._delete("secret", removal.ident)
-            self._delete("persistent_volume_claim", removal.ident)
-        else:
-            self._delete("secret", removal.ident)
 
-    def _delete(self, kind: str, name: str) -> None:
-        from kubernetes.client.exceptions import ApiException
+@dataclass(frozen=True)
+class ClientSecret:
+    """A lease's client certificate, as a Secret a job pod mounts."""
 
-        try:
-            getattr(self.core, f"delete_namespaced_{kind}")(name, self.ns, _preload_content=False)
-        except ApiException as exc:
-            if exc.status != 404:
-                raise DockyardError(f"cannot delete {kind} {name}: {exc.reason}") from exc
+    name: str
+    lease: str
+    engine: str
+    created_at: float
+
+
+def plan_gc(
+    found: inventory.Inventory,
+    clients: list[ClientSecret],
+    stale: list[serving.Held],  # Leases of serves that are gone
+    *,
+    now: float,
+    grace: float,
+    keep: frozenset[str] = frozenset(),
+    live: frozenset[str] = frozenset(),
+    others: frozenset[str] = frozenset(),
+    pool: str | None = None,
+) -> list[Removal]:
+    """What to remove: pool engines, lease markers, caches and client Secrets that no lease
+    or pool owns, older than ``grace``; never a standalone engine, nothing of a pool in
+    ``others`` (another live serve's), only ``pool``'s when one is named."""
+
+    def ours(own: dict[str, str] | Any, created: float) -> bool:
+        belongs = own.get(inventory.POOL)
+        return (
+            belongs is not None
+            and belongs not in others
+            and (pool is None or belongs == pool)
+            and now - created >= grace
+        )
+
+    removals = []
+    engine_pool = {}
+    for pod in found.containers:
+        name = pod.labels.get(labels.ENGINE, pod.name)
+        engine_pool[name] = pod.labels.get(inventory.POOL)
+        if pod.labels.get(labels.ROLE) != labels.ROLE_ENGINE or name in keep:
+            continue
+        if ours(pod.labels, pod.created_at):
+            removals.append(Removal("engine", name, name, "no pool or lease owns it"))
+    for volume in found.volumes:
+        if volume.name not in keep and ours(volume.labels, volume.created_at):
+            removals.append(
+                Removal("volume", volume.name, volume.name, "no lease or engine owns it")
+            )
+    for secret in clients:
+        if secret.lease in live or secret.lease in keep:
+            continue
+        owner = engine_pool.get(secret.engine)
+        if owner in others or (pool is not None and owner != pool):
+            continue
+        if now - secret.created_at >= grace:
+            removals.append(Removal("certs", secret.name, secret.name, "its lease ended"))
+    for held in stale:
+        if (pool is None or held.pool == pool) and now - held.renewed >= grace:
+            removals.append(Removal("serve", held.name, held.name, "its serve stopped renewing it"))
+    return removals
+
+
+def gather(cluster: Cluster) -> inventory.Inventory:
+    """Engine pods, lease markers and cache claims in the namespace, as the pure planners
+    read them (labels and annotations merged)."""
+    core, ns = cluster.core, cluster.namespace
+    sel = ",".join(f"{k}={v}" for k, v in {labels.MANAGED: "true", **_user()}.items())
+    try:
+        pods = core.list_namespaced_pod(ns, label_selector=sel).items
+        secrets = core.list_namespaced_secret(ns, label_selector=sel).items
+        claims = core.list_namespaced_persistent_volume_claim(ns, label_selector=sel).items
+    except Exception as exc:
+        raise explain(exc, cluster, "list pods, secrets and claims") from exc
+    containers = tuple(
+        inventory.Container(
+            str(p.metadata.uid),
+            str(p.metadata.name),
+            _merged(p.metadata),
+            running=p.status.phase == "Running",
+            ready=is_ready(p),
+            created_at=_created(p.metadata),
+        )
+        for p in pods
+        if not p.metadata.deletion_timestamp
+    )
+    volumes = tuple(
+        inventory.Volume(str(o.metadata.name), _merged(o.metadata), _created(o.metadata))
+        for o in (*secrets, *claims)
+        if (o.metadata.labels or {}).get(labels.ROLE)
+        in (inventory.ROLE_LEASE, inventory.ROLE_POOL_CACHE)
+    )
+    return inventory.Inventory(containers, volumes, ())
+
+
+def client_secrets(cluster: Cluster) -> list[ClientSecret]:
+    """Lease client certificates of this dockyard (its labels): never another serve's scope."""
+    mine = {labels.MANAGED: "true", labels.ROLE: labels.ROLE_CLIENT, **_user()}
+    query = ",".join(f"{k}={v}" for k, v in mine.items())
+    try:
+        items = cluster.core.list_namespaced_secret(cluster.namespace, label_selector=query).items
+    except Exception as exc:
+        raise explain(exc, cluster, "list secrets") from exc
+    return [
+        ClientSecret(
+            str(s.metadata.name),
+            own[labels.LEASE],
+            own.get(labels.ENGINE, ""),
+            _created(s.metadata),
+        )
+        for s in items
+        if (own := s.metadata.labels or {}).get(labels.LEASE)
+    ]
+
+
+def collect(
+    cluster: Cluster,
+    *,
+    now: float,
+    grace: float,
+    keep: frozenset[str] = frozenset(),
+    live: frozenset[str] = frozenset(),
+    me: str | None = None,
+    pool: str | None = None,
+    dry_run: bool = False,
+) -> list[Removal]:
+    """gc in one namespace: list, plan (plan_gc), remove unless ``dry_run``. Standalone (no
+    serve of ours running) it keeps and holds nothing: what a live serve holds is spared by
+    its Lease."""
+    held = serving.Leases(cluster).held()
+    others = serving.others(held, me, now)
+    stale = [h for h in held if h.holder != me and h.pool not in others]
+    removals = plan_gc(
+        gather(cluster), client_secrets(cluster), stale, now=now, grace=grace, keep=keep,
+        live=live, others=others, pool=pool,
+    )  # fmt: skip
+    if not dry_run:
+        backend = KubeBackend(cluster)
+        for removal in removals:
+            with contextlib.suppress(DockyardError):
+                _remove(cluster, backend, removal)
+    return removals
+
+
+def _remove(cluster: Cluster, backend: KubeBackend, removal: Removal) -> None:
+    if removal.kind == "engine":
+        backend.rm(removal.ident)
+    elif removal.kind == "serve":
+        serving.Leases(cluster).drop(removal.ident)
+    elif removal.kind == "volume":
+        _delete(cluster, "secret", removal.ident)
+        _delete(cluster, "persistent_volume_claim", removal.ident)
+    else:
+        _delete(cluster, "secret", removal.ident)
+
+
+def _delete(cluster: Cluster, kind: str, name: str) -> None:
+    from kubernetes.client.exceptions import ApiException
+
+    try:
+        getattr(cluster.core, f"delete_namespaced_{kind}")(
+            name, cluster.namespace, _preload_content=False
+        )
+    except ApiException as exc:
+        if exc.status != 404:
+            raise DockyardError(f"cannot delete {kind} {name}: {exc.reason}") from exc
 
 
 def _user() -> dict[str, str]:

@@ -137,8 +137,9 @@ def pod(
 
 
 def rbac(namespace: str, service_account: str = "dockyard") -> list[dict[str, Any]]:
-    """Least privilege for ``dockyard serve --backend kubernetes``: one namespace, the five
-    kinds it makes or reads, nothing cluster-wide."""
+    """Least privilege for ``dockyard serve --backend kubernetes``: one namespace, the kinds
+    it makes or reads (pods, secrets, services, claims, events, coordination Leases), nothing
+    cluster-wide."""
     verbs = ["get", "list", "watch", "create", "delete"]
     rules = [
         {"apiGroups": [""], "resources": ["pods"], "verbs": verbs},
@@ -146,6 +147,12 @@ def rbac(namespace: str, service_account: str = "dockyard") -> list[dict[str, An
         {"apiGroups": [""], "resources": ["secrets", "services"], "verbs": verbs},
         {"apiGroups": [""], "resources": ["persistentvolumeclaims"], "verbs": verbs},
         {"apiGroups": [""], "resources": ["events"], "verbs": ["get", "list", "watch"]},
+        # which pools a live serve holds (dockyard.kube.serving)
+        {
+            "apiGroups": ["coordination.k8s.io"],
+            "resources": ["leases"],
+            "verbs": ["get", "list", "create", "update", "delete"],
+        },
     ]
     meta = {"name": "dockyard-serve", "namespace": namespace}
     return [

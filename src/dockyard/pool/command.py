@@ -245,7 +245,7 @@ def pools(server: Server = None, as_json: Json = False) -> None:
     out.print(table)
 
 
-def gc(
+def gc(  # noqa: PLR0917 (typer reads the options from the parameters)
     dry_run: Annotated[bool, typer.Option("--dry-run", help="list, remove nothing")] = False,
     pool: Annotated[str | None, typer.Option("--pool", help="only this pool's objects")] = None,
     grace: Annotated[
@@ -256,6 +256,9 @@ def gc(
         ),
     ] = "5m",
     as_json: Json = False,
+    backend: kube_command.BackendOption = "docker",
+    kubeconfig: kube_command.KubeconfigOption = None,
+    namespace: kube_command.NamespaceOption = None,
 ) -> None:
     """Remove what dockyard made that no live lease, served pool or stack owns.
 
@@ -266,6 +269,10 @@ def gc(
     whatever a command that is gone made for its own run (a killed demo's verify engine).
     Never: stacks, ready standalone engines and their caches, and anything outside
     DOCKYARD_LABELS when it is set.
+
+    With --backend kubernetes, in the namespace only: engine pods, lease markers, client
+    Secrets and cache claims of pools no live serve holds (a serve renews a coordination
+    Lease per pool), and the Leases of serves that are gone.
     """
     from dockyard import docker_api
     from dockyard.pool import config
@@ -273,16 +280,26 @@ def gc(
     from dockyard.pool.service import cert_root
 
     seconds = ui.run(lambda: _duration(grace, partial(config.parse_duration, allow_zero=True)))
-    removals = ui.run(
-        lambda: reaper.run(
-            docker_api.shared(),
-            now=time.time(),
-            certs=cert_root(),
-            grace=seconds,
-            pool=pool,
-            dry_run=dry_run,
+    if backend == "kubernetes":
+        from dockyard.kube import pool as kube_pool
+
+        kube = ui.run(lambda: kube_command.backend(kubeconfig, namespace))
+        removals = ui.run(
+            lambda: kube_pool.collect(
+                kube.cluster, now=time.time(), grace=seconds, pool=pool, dry_run=dry_run
+            )
         )
-    )
+    else:
+        removals = ui.run(
+            lambda: reaper.run(
+                docker_api.shared(),
+                now=time.time(),
+                certs=cert_root(),
+                grace=seconds,
+                pool=pool,
+                dry_run=dry_run,
+            )
+        )
     if as_json:
         typer.echo(json.dumps({"dry_run": dry_run, "removed": [r.as_dict() for r in removals]}))
         return

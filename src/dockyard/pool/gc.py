@@ -27,7 +27,7 @@ from dockyard.pool import inventory, ownership
 from dockyard.pool.config import KeyedLimits
 from dockyard.pool.inventory import Container, Inventory, Network, Volume
 
-Kind = Literal["engine", "container", "volume", "network", "certs"]
+Kind = Literal["engine", "container", "volume", "network", "certs", "serve"]
 DEFAULT_GRACE = 300.0
 
 

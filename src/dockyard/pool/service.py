@@ -125,7 +125,7 @@ class PoolService:
     def start(self, *, background: bool = True) -> list[str]:
         """Claim the pools, recover them from labels, gc, then refill and reap in threads.
         Returns what recovery and gc removed."""
-        self._claims = [ownership.claim(name) for name in self.configs]
+        self._claim()
         for pool in self.configs.values():
             self._images[pool.name] = self._image(pool)
             self._ensure_network(pool)
@@ -155,15 +155,30 @@ class PoolService:
         for thread in self._threads:
             thread.join()
         self._workers.shutdown(wait=True)
+        self._unclaim()
+
+    # who else serves: a held file lock on one host (dockyard.pool.ownership)
+
+    def _claim(self) -> None:
+        """Refuse to start while another serve holds one of these pools."""
+        self._claims = [ownership.claim(name) for name in self.configs]
+
+    def _unclaim(self) -> None:
         for handle in self._claims:
             handle.close()
+
+    def _heartbeat(self) -> None:
+        """Renew the claim, where it needs renewing (a file lock does not)."""
+
+    def _served_elsewhere(self, pools: set[str]) -> set[str]:
+        return {p for p in pools if ownership.served(p)}
 
     def recover(self) -> list[str]:
         found = self._gather()
         mine = set(self.configs)
         # Another serve's pools are its business; pools nobody serves are retired here.
         pools = {e.pool for e in inventory.seen_engines(found)}
-        theirs = {p for p in pools - mine if ownership.served(p)}
+        theirs = self._served_elsewhere(pools - mine)
         step = leases.recover(
             self._state.pools.values(),
             [e for e in inventory.seen_engines(found) if e.pool not in theirs],
@@ -392,6 +407,7 @@ class PoolService:
         last_gc = self.clock()
         while not self._stop.wait(self.reap_every):
             try:
+                self._heartbeat()
                 self.reap()
                 if self.clock() - last_gc >= self.gc_every:
                     last_gc = self.clock()

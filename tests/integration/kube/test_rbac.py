@@ -16,6 +16,8 @@ from dockyard.errors import DockyardError
 from dockyard.kube import cluster as kube_cluster
 from dockyard.kube.backend import KubeBackend
 from dockyard.kube.manifests import KubeEngine
+from dockyard.kube.pool import KubePoolService
+from dockyard.pool.config import PoolConfig
 
 pytestmark = [pytest.mark.docker, pytest.mark.kube]
 IMAGE = "dockyard/engine:0.1"
@@ -59,6 +61,16 @@ def test_the_printed_role_runs_an_engine_and_nothing_elsewhere(cluster, kubeconf
     made = backend.apply(KubeEngine(name="rbac-eng", namespace=cluster.namespace, image=IMAGE))
     assert made.state == "ready"
     assert backend.rm("rbac-eng")
+    # What the role is for: serve under it, from its Lease to a lease, a release and gc.
+    pools = [PoolConfig(name="rbac", image=IMAGE, warm=0, max=1)]
+    svc = KubePoolService(pools, backend.cluster, certs=tmp_path / "certs", gc_grace=0)
+    svc.start()
+    try:
+        grant = svc.lease("rbac", owner="uid:0")
+        svc.release(grant.lease.id, caller="uid:0")
+        svc.gc()
+    finally:
+        svc.stop()
     with pytest.raises(DockyardError) as refused:
         kube_cluster.connect(limited, "default")
     assert "refused to list pods in namespace default" in str(refused.value)

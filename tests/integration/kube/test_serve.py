@@ -1,8 +1,11 @@
 """``dockyard serve --backend kubernetes`` as a process: kill -9 during a lease, restart, the
-lease is recovered from the namespace's labels and still opens its engine."""
+lease is recovered from the namespace's labels and still opens its engine; a second serve of a
+pool is refused while the first holds its Lease; a standalone gc spares a live serve's pool
+and, once that serve is killed, leaves nothing labelled in the namespace."""
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 import time
@@ -10,6 +13,7 @@ import time
 import pytest
 
 from dockyard.errors import DockyardError
+from dockyard.kube import serving
 from dockyard.pool import client
 
 pytestmark = [pytest.mark.docker, pytest.mark.kube]
@@ -73,3 +77,56 @@ def test_kill_9_during_a_lease_then_restart_recovers_it(
             if process.poll() is None:
                 process.terminate()
                 process.wait(timeout=30)
+
+
+def test_one_serve_per_pool_and_a_standalone_gc_after_it_is_killed(kubeconfig, cluster, tmp_path):
+    config = tmp_path / "pools.yaml"
+    config.write_text("pools:\n  - name: kgc\n    image: dockyard/engine:0.1\n    warm: 1\n")
+    where = ["--backend", "kubernetes", "--kubeconfig", kubeconfig, "--namespace",
+             cluster.namespace]  # fmt: skip
+
+    def serve(n):
+        return [sys.executable, "-c", APP, "serve", *where, "--config", str(config),
+                "--listen", f"unix://{tmp_path}/serve-{n}.sock"]  # fmt: skip
+
+    def gc():
+        done = subprocess.run(
+            [sys.executable, "-m", "dockyard", "gc", *where, "--grace", "0s", "--json"],
+            capture_output=True, text=True, timeout=120, check=False,
+        )  # fmt: skip
+        assert done.returncode == 0, done.stderr
+        return {(r["kind"], r["name"]) for r in json.loads(done.stdout)["removed"]}
+
+    log = tmp_path / "serve-0.log"
+    first = subprocess.Popen(serve(0), stdout=log.open("w"), stderr=subprocess.STDOUT)
+    try:
+        api = client.Client(f"unix://{tmp_path}/serve-0.sock", timeout=60)
+        deadline = time.monotonic() + 120
+        while not _answers(api) or api.call("GET", "/pools")[0]["idle"] < 1:
+            assert first.poll() is None, log.read_text()
+            assert time.monotonic() < deadline, "no warm engine pod"
+            time.sleep(0.5)
+        granted = api.call("POST", "/leases", {"pool": "kgc", "ttl_seconds": 600})
+        second = subprocess.run(serve(1), capture_output=True, text=True, timeout=60, check=False)
+        assert second.returncode == 1
+        assert "pool kgc is served by" in second.stderr, second.stderr
+        # A live serve's pool: gc leaves its engines, its lease and its Lease alone.
+        assert gc() == set()
+        first.kill()  # SIGKILL: its Lease stays, held by a process that is provably gone
+        first.wait(timeout=10)
+        removed = gc()
+        assert ("engine", granted["engine"]) in removed
+        assert ("serve", "dockyard-serve-kgc") in removed
+    finally:
+        if first.poll() is None:
+            first.kill()
+            first.wait(timeout=10)
+    selector = "io.dockyard.managed=true"
+    for kind in ("pod", "secret", "persistent_volume_claim", "service"):
+        items = getattr(cluster.core, f"list_namespaced_{kind}")(
+            cluster.namespace, label_selector=selector
+        ).items
+        left = [i.metadata.name for i in items if not i.metadata.deletion_timestamp]
+        assert left == [], f"{kind}: {left}"
+    leases = serving.Leases(cluster).held()
+    assert leases == []

@@ -85,6 +85,7 @@ def test_rbac_is_namespaced_and_least_privilege(roundtrip):
         "services",
         "persistentvolumeclaims",
         "events",
+        "leases",
     }
     assert all("*" not in rule["verbs"] for rule in role["rules"])
     events = next(r for r in role["rules"] if r["resources"] == ["events"])
