@@ -7,6 +7,9 @@ are. Before it ``exec``s the command line it is given it:
 
 - removes stale pid files a previous run of this container left (a restarted engine would
   otherwise refuse to start: "pid file found, ensure docker is not running");
+- lowers its ``oom_score_adj`` (-500 as dockerd asks, else 0) where it starts positive, as a
+  Kubernetes pod's QoS class makes it: else an OOM inside the engine kills dockerd, not the
+  job that caused it;
 - mounts securityfs where AppArmor is enabled, the image has ``apparmor_parser`` and it is not
   mounted, so dockerd can load its profile (``hack/dind`` mounts it whenever it can; in an image
   without ``apparmor_parser`` that makes every inner ``docker run`` fail, measured in the VM);
@@ -61,6 +64,20 @@ first() { line=; [ -r "$1" ] && read -r line < "$1"; }
 # the last run's status.
 rm -f "$r/var/run/docker.pid" "$r/run/docker.pid" "$r/var/run/docker/containerd/containerd.pid" \
   "$r/run/docker/containerd/containerd.pid" "$STATUS"
+
+# The engine must outlive its jobs' OOM kills. A pod's QoS class gives its container an
+# oom_score_adj up to 1000 (Burstable: ~990), inherited by dockerd, while dockerd's inner
+# containers run at 0: the kernel then kills dockerd first (measured in a 400Mi engine pod).
+# dockerd's own -500 needs CAP_SYS_RESOURCE; without it this process may still lower itself
+# to 0, the floor it inherited, which leaves the biggest job the victim.
+adj="$r/proc/self/oom_score_adj"
+first "$adj"
+case "$line" in
+  [1-9]*) { echo -500 > "$adj"; } 2>/dev/null || { echo 0 > "$adj"; } 2>/dev/null \
+    || say "could not lower oom_score_adj from $line; an OOM inside may kill dockerd first" ;;
+esac
+first "$adj"
+[ -z "$line" ] || status "oom_score_adj=$line"
 
 # AppArmor: dockerd loads its docker-default profile through securityfs, with apparmor_parser.
 # Without apparmor_parser in the image, mounting it would make dockerd demand a profile it

@@ -31,13 +31,6 @@ CLIENT_TLS_DIR = "/etc/dockyard/client"
 CLUSTER_DOMAIN = "cluster.local"
 # Below the usual 1500 of a node network minus an overlay's encapsulation (VXLAN: 50 bytes).
 DEFAULT_MTU = 1450
-# An explicit set for clusters that forbid `privileged`: what an inner dockerd needs to make
-# namespaces, mounts, networks and cgroups for the containers it runs.
-ENGINE_CAPABILITIES = (
-    "SYS_ADMIN", "NET_ADMIN", "NET_RAW", "SYS_PTRACE", "SYS_CHROOT", "MKNOD", "SETFCAP",
-    "SETPCAP", "SETUID", "SETGID", "CHOWN", "DAC_OVERRIDE", "FOWNER", "FSETID", "KILL",
-    "AUDIT_WRITE", "NET_BIND_SERVICE", "SYS_NICE", "IPC_LOCK", "SYS_MODULE",
-)  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -48,7 +41,6 @@ class KubeEngine:
     namespace: str
     image: str
     mtu: int = DEFAULT_MTU
-    privileged: bool = True
     cache_claim: str | None = None  # a PVC per cache key; None: an emptyDir, gone with the pod
     cache_size: str = "10Gi"
     storage_class: str | None = None
@@ -99,7 +91,7 @@ class KubeEngine:
             network=self.namespace,
             cache_volume=self.cache_claim or "",
             mtu=self.mtu,
-            privilege=Mode.PRIVILEGED if self.privileged else Mode.CAPS,
+            privilege=Mode.PRIVILEGED,
             insecure_registries=self.insecure_registries,
             registry_mirrors=self.registry_mirrors,
         )
@@ -223,15 +215,10 @@ def probe_command(engine: KubeEngine) -> list[str]:
     ]
 
 
-def security_context(privileged: bool) -> dict[str, Any]:
-    if privileged:
-        return {"privileged": True}
-    return {
-        "privileged": False,
-        "allowPrivilegeEscalation": True,
-        "capabilities": {"add": list(ENGINE_CAPABILITIES)},
-        "seccompProfile": {"type": "Unconfined"},
-    }
+def security_context() -> dict[str, Any]:
+    """Privileged, always: an explicit capability set starts dockerd in a pod but runs no
+    container inside it (the pod's device cgroup refuses runc; docs/KUBERNETES.md)."""
+    return {"privileged": True}
 
 
 def _resources(engine: KubeEngine) -> dict[str, Any]:
@@ -262,7 +249,7 @@ def engine_container(engine: KubeEngine) -> dict[str, Any]:
         "command": ["sh", "-c", startup.script().decode(), "dockyard-start"],
         "args": ["dockerd", *dockerd_args(engine.engine_spec())],
         "ports": [{"name": "docker", "containerPort": TLS_PORT}],
-        "securityContext": security_context(engine.privileged),
+        "securityContext": security_context(),
         "resources": _resources(engine),
         "readinessProbe": {
             "exec": {"command": probe_command(engine)},
@@ -295,9 +282,6 @@ def pod(engine: KubeEngine) -> dict[str, Any]:
     """The engine pod: hostname = the engine's name, so the probe's name resolves to itself."""
     metadata = _meta(engine, engine.name)
     notes = dict(engine.annotations)
-    if not engine.privileged:
-        # v1.20 reads AppArmor from an annotation; newer servers also accept the field.
-        notes[f"container.apparmor.security.beta.kubernetes.io/{ENGINE_CONTAINER}"] = "unconfined"
     if notes:
         metadata["annotations"] = notes
     spec: dict[str, Any] = {

@@ -56,6 +56,34 @@ def test_engine_pod_ready_and_a_job_builds_with_only_the_environment(cluster, un
     assert leftovers(cluster) == []
 
 
+# A one-binary image made in the job pod (nothing can be pulled): dash, its loader and libc.
+MINI = (
+    "tar -C / -chf - usr/bin/dash lib64/ld-linux-x86-64.so.2 usr/lib/x86_64-linux-gnu/libc.so.6"
+    " | docker import - mini:1 >/dev/null"
+)
+# Memory doubling without bound: only a limit stops it.
+HOG = "a=0123456789; while :; do a=$a$a; done"
+
+
+def test_the_pod_memory_limit_binds_its_jobs_and_the_engine_survives(cluster, unique, jobs):
+    backend = KubeBackend(cluster)
+    name = "lim"
+    backend.apply(
+        KubeEngine(name=name, namespace=cluster.namespace, image=IMAGE, memory_limit="400Mi")
+    )
+    script = (
+        f"{MINI} && docker run --rm mini:1 /usr/bin/dash -c '{HOG}'; echo rc=$?;"
+        " docker run --rm mini:1 /usr/bin/dash -c 'echo alive'"
+    )
+    code, log = jobs.run_job(cluster, unique("hog"), script, backend.env(name), f"{name}-client")
+    assert code == 0, log
+    assert "rc=137" in log, log  # OOM-killed inside the engine's limit
+    assert "alive" in log, log  # and the engine still runs jobs
+    pod = cluster.core.read_namespaced_pod(name, cluster.namespace)
+    assert pod.status.container_statuses[0].restart_count == 0
+    backend.rm(name)
+
+
 def test_an_image_the_node_cannot_get_fails_fast_and_leaves_nothing(cluster):
     backend = KubeBackend(cluster)
     started = time.monotonic()

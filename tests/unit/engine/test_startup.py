@@ -180,3 +180,23 @@ def test_refusal_is_the_last_marked_line():
     log = f"noise\n{startup.MARK} first\nmore noise\n{startup.MARK} the reason; fix: this\n"
     assert startup.refusal(log) == "the reason; fix: this"
     assert startup.refusal("dockerd: level=info\n") is None
+
+
+@pytest.mark.parametrize("shell", SHELLS)
+def test_a_positive_oom_score_adj_is_lowered_so_jobs_die_first(shell, tmp_path):
+    tree = v1_tree(tmp_path)
+    (tree / "proc/self/oom_score_adj").write_text("990\n")
+    done = run(shell, tree)
+    assert done.returncode == 0, done.stderr
+    assert (tree / "proc/self/oom_score_adj").read_text().strip() == "-500"
+    status = startup.parse_status((tmp_path / startup.STATUS_PATH.lstrip("/")).read_text())
+    assert status["oom_score_adj"] == "-500"
+
+
+@pytest.mark.parametrize("shell", SHELLS)
+def test_a_zero_or_negative_oom_score_adj_is_left_alone(shell, tmp_path):
+    tree = v1_tree(tmp_path)
+    (tree / "proc/self/oom_score_adj").write_text("-999\n")
+    done = run(shell, tree)
+    assert done.returncode == 0, done.stderr
+    assert (tree / "proc/self/oom_score_adj").read_text().strip() == "-999"

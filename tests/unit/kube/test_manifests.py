@@ -28,7 +28,6 @@ KEYED = KubeEngine(
         (lambda: manifests.pod(ENGINE), "V1Pod"),
         (lambda: manifests.pod(KEYED), "V1Pod"),
         (lambda: manifests.pod(KubeEngine("e", "ci", "i", address="10.96.0.9")), "V1Pod"),
-        (lambda: manifests.pod(KubeEngine("e", "ci", "i", privileged=False)), "V1Pod"),
         (lambda: manifests.service(ENGINE), "V1Service"),
         (lambda: manifests.cache_claim(KEYED), "V1PersistentVolumeClaim"),
         (lambda: manifests.tls_secret(ENGINE, {"a": b"1"}, {"b": b"2"}), "V1Secret"),
@@ -88,16 +87,8 @@ def test_ephemeral_data_root_is_an_empty_dir_and_a_keyed_one_a_claim():
     assert claim["metadata"]["labels"][labels.ROLE] == labels.ROLE_ENGINE_DATA
 
 
-def test_privilege_privileged_or_explicit_caps_with_unconfined_profiles():
+def test_engine_pods_are_privileged():
     assert manifests.pod(ENGINE)["spec"]["containers"][0]["securityContext"] == {"privileged": True}
-    caps = manifests.pod(KubeEngine("e", "ci", "i", privileged=False))
-    context = caps["spec"]["containers"][0]["securityContext"]
-    assert context["privileged"] is False
-    assert "SYS_ADMIN" in context["capabilities"]["add"]
-    assert "SYS_RESOURCE" not in context["capabilities"]["add"]
-    assert context["seccompProfile"] == {"type": "Unconfined"}
-    annotation = "container.apparmor.security.beta.kubernetes.io/engine"
-    assert caps["metadata"]["annotations"][annotation] == "unconfined"
 
 
 def test_resources_requests_always_limits_when_asked():
