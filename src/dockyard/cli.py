@@ -102,7 +102,7 @@ def _raise(message: str, fix: str) -> None:
 def engine_create(
     name: Annotated[str, typer.Argument(help="engine name: its DNS name on the network")],
     network: Annotated[
-        str | None, typer.Option(help="existing network to join [default: its own]")
+        str | None, typer.Option(help="existing network to join \\[default: its own]")
     ] = None,
     cache: Annotated[
         str | None,
@@ -110,9 +110,9 @@ def engine_create(
     ] = None,
     image: Annotated[
         str | None,
-        typer.Option(help="engine image [default: docker:dind, else dockyard/engine]"),
+        typer.Option(help="engine image \\[default: docker:dind, else dockyard/engine]"),
     ] = None,
-    mtu: Annotated[int | None, typer.Option(help="inner MTU [default: the network's]")] = None,
+    mtu: Annotated[int | None, typer.Option(help="inner MTU \\[default: the network's]")] = None,
     cpus: Annotated[
         float | None, typer.Option(help="CPU limit of the engine and its jobs, e.g. 1.5")
     ] = None,
@@ -136,7 +136,7 @@ def engine_create(
         bool, typer.Option(help="leave the engine in place when it fails to become ready")
     ] = False,
     ready_timeout: Annotated[
-        float | None, typer.Option(help="seconds to wait for readiness [default: 60]")
+        float | None, typer.Option(help="seconds to wait for readiness \\[default: 60]")
     ] = None,
     file: Annotated[
         Path | None,

@@ -26,6 +26,16 @@ def test_engine_create_help_teaches_by_example():
     assert "--insecure" in result.output
 
 
+def test_defaults_in_option_help_are_shown_not_eaten_as_markup():
+    wide = {"COLUMNS": "200"}
+    created = runner.invoke(app, ["engine", "create", "--help"], env=wide)
+    assert "existing network to join [default: its own]" in created.output
+    leased = runner.invoke(app, ["lease", "--help"], env=wide)
+    assert "[default: unix://<state dir>/serve.sock]" in leased.output
+    served = runner.invoke(app, ["serve", "--help"], env=wide)
+    assert "kubernetes: the kubeconfig [default: $KUBECONFIG]" in served.output
+
+
 def test_bad_options_are_named_before_anything_is_created(monkeypatch):
     def refuse(*_args, **_kwargs):
         raise AssertionError("the engine must not be contacted for invalid input")

@@ -23,10 +23,10 @@ BackendOption = Annotated[
     ),
 ]
 KubeconfigOption = Annotated[
-    str | None, typer.Option(help="kubernetes: the kubeconfig [default: $KUBECONFIG]")
+    str | None, typer.Option(help="kubernetes: the kubeconfig \\[default: $KUBECONFIG]")
 ]
 NamespaceOption = Annotated[
-    str | None, typer.Option(help="kubernetes: the namespace [default: the context's]")
+    str | None, typer.Option(help="kubernetes: the namespace \\[default: the context's]")
 ]
 
 app = typer.Typer(

@@ -34,7 +34,7 @@ Server = Annotated[
         "--server",
         envvar="DOCKYARD_SERVER",
         help="where dockyard serve listens: unix:///PATH or https://HOST:PORT "
-        "[default: unix://<state dir>/serve.sock]",
+        "\\[default: unix://<state dir>/serve.sock]",
         show_default=False,
     ),
 ]
@@ -47,7 +47,7 @@ def serve(
         typer.Option(
             "--listen",
             help="unix:///PATH (mode 0660), or tcp://HOST:PORT with mutual TLS (clients need "
-            "a certificate from dockyard's CA) [default: unix://<state dir>/serve.sock]",
+            "a certificate from dockyard's CA) \\[default: unix://<state dir>/serve.sock]",
             show_default=False,
         ),
     ] = None,
@@ -117,7 +117,7 @@ def lease(  # noqa: PLR0917 (typer reads the options from the parameters)
     ] = None,
     ttl: Annotated[
         str | None,
-        typer.Option("--ttl", help="lease length, e.g. 30m, 1h [default: the pool's]"),
+        typer.Option("--ttl", help="lease length, e.g. 30m, 1h \\[default: the pool's]"),
     ] = None,
     output: Annotated[
         Literal["env", "json"],
@@ -127,7 +127,7 @@ def lease(  # noqa: PLR0917 (typer reads the options from the parameters)
         Path | None,
         typer.Option(
             "--cert-dir",
-            help="write ca.pem, cert.pem, key.pem here [default: <state dir>/leases/ID]",
+            help="write ca.pem, cert.pem, key.pem here \\[default: <state dir>/leases/ID]",
         ),
     ] = None,
     server: Server = None,
@@ -166,7 +166,7 @@ def release(
     lease_id: Annotated[
         str | None,
         typer.Argument(
-            metavar="[LEASE]", help="lease ID [default: $DOCKYARD_LEASE]", show_default=False
+            metavar="[LEASE]", help="lease ID \\[default: $DOCKYARD_LEASE]", show_default=False
         ),
     ] = None,
     server: Server = None,
