@@ -221,6 +221,55 @@ provisioner: kubernetes.io/host-path
 reclaimPolicy: Delete
 volumeBindingMode: Immediate
 SC
+  # PodSecurityPolicy admission is on (v1.20's admission rule for privilege), so a test can
+  # meet a namespace that forbids privileged pods. The admin may use every policy; a service
+  # account only what a test binds to it: "privileged" (what engine pods need) or
+  # "restricted" (no privilege, no added capabilities).
+  kubectl apply -f - >/dev/null <<'PSP'
+apiVersion: policy/v1beta1
+kind: PodSecurityPolicy
+metadata: {name: dockyard-test-privileged}
+spec:
+  privileged: true
+  allowPrivilegeEscalation: true
+  allowedCapabilities: ["*"]
+  volumes: ["*"]
+  hostNetwork: true
+  hostPorts: [{min: 0, max: 65535}]
+  hostIPC: true
+  hostPID: true
+  runAsUser: {rule: RunAsAny}
+  seLinux: {rule: RunAsAny}
+  supplementalGroups: {rule: RunAsAny}
+  fsGroup: {rule: RunAsAny}
+---
+apiVersion: policy/v1beta1
+kind: PodSecurityPolicy
+metadata: {name: dockyard-test-restricted}
+spec:
+  privileged: false
+  allowPrivilegeEscalation: false
+  requiredDropCapabilities: ["ALL"]
+  volumes: [configMap, emptyDir, projected, secret, downwardAPI, persistentVolumeClaim]
+  runAsUser: {rule: RunAsAny}
+  seLinux: {rule: RunAsAny}
+  supplementalGroups: {rule: RunAsAny}
+  fsGroup: {rule: RunAsAny}
+---
+apiVersion: rbac.authorization.k8s.io/v1
+kind: ClusterRole
+metadata: {name: dockyard-test-psp-privileged}
+rules:
+- {apiGroups: [policy], resources: [podsecuritypolicies], verbs: [use],
+   resourceNames: [dockyard-test-privileged]}
+---
+apiVersion: rbac.authorization.k8s.io/v1
+kind: ClusterRole
+metadata: {name: dockyard-test-psp-restricted}
+rules:
+- {apiGroups: [policy], resources: [podsecuritypolicies], verbs: [use],
+   resourceNames: [dockyard-test-restricted]}
+PSP
 }
 
 up() {

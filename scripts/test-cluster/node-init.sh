@@ -35,7 +35,7 @@ start apiserver kube-apiserver --etcd-servers=http://127.0.0.1:2379 \
   --kubelet-preferred-address-types=InternalIP \
   --service-account-key-file=$K/pki/sa.pub --service-account-signing-key-file=$K/pki/sa.key \
   --service-account-issuer=https://kubernetes.default.svc.cluster.local \
-  --enable-admission-plugins=NodeRestriction,ServiceAccount
+  --enable-admission-plugins=NodeRestriction,ServiceAccount,PodSecurityPolicy
 start controller-manager kube-controller-manager --kubeconfig=$K/node.kubeconfig \
   --authentication-kubeconfig=$K/node.kubeconfig --authorization-kubeconfig=$K/node.kubeconfig \
   --service-account-private-key-file=$K/pki/sa.key --root-ca-file=$K/pki/ca.crt \

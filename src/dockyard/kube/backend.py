@@ -374,12 +374,24 @@ def _refusal(exc: Exception, action: str) -> DockyardError | None:
     body = str(exc.body or "")
     if "privileged" not in body.lower() and "capabilit" not in body.lower():
         return None
-    rule = "PodSecurity" if "PodSecurity" in body or "violates" in body else "admission control"
+    # Engine pods must be privileged (docs/KUBERNETES.md): the fix is where they may be.
+    where = "or run engines in a namespace that allows privileged pods"
+    # v1.20 says "PodSecurityPolicy: unable to admit pod", older ones "pod security policy"
+    if "podsecuritypolicy" in body.lower().replace(" ", ""):
+        rule = "PodSecurityPolicy"
+        fix = (
+            f"grant serve's account and the engines' use of a policy with privileged: true, {where}"
+        )
+    elif "PodSecurity" in body or "violates" in body:
+        rule = "PodSecurity"
+        fix = f"label the namespace pod-security.kubernetes.io/enforce=privileged, {where}"
+    else:
+        rule = "admission control"
+        fix = f"allow privileged pods in this namespace, {where}"
     return DockyardError(
         f"the cluster's {rule} forbids the engine pod's privilege ({action}): "
         + body.replace("\n", " ")[:300],
-        fix="allow privileged pods in this namespace (pod-security.kubernetes.io/enforce="
-        "privileged), or run engines in a namespace that does",
+        fix=fix,
     )
 
 

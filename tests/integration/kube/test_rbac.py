@@ -49,13 +49,30 @@ def token_kubeconfig(cluster, kubeconfig, tmp_path, account="dockyard"):
     return str(path)
 
 
-def test_the_printed_role_runs_an_engine_and_nothing_elsewhere(cluster, kubeconfig, tmp_path):
+def apply_printed_role(cluster, policy: str) -> None:
+    """``dockyard kube rbac`` applied, plus use of one of the test cluster's
+    PodSecurityPolicies (scripts/test-cluster.sh) for the account and the engines' pods, as an
+    admin of a cluster with PodSecurityPolicy grants it."""
     from kubernetes import utils
 
     printed = CliRunner().invoke(app, ["kube", "rbac", "--namespace", cluster.namespace])
     assert printed.exit_code == 0, printed.output
     for document in YAML(typ="safe").load_all(printed.output):
         utils.create_from_dict(cluster.api, document, namespace=cluster.namespace)
+    binding = {
+        "apiVersion": "rbac.authorization.k8s.io/v1",
+        "kind": "RoleBinding",
+        "metadata": {"name": f"psp-{policy}", "namespace": cluster.namespace},
+        "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole",
+                    "name": f"dockyard-test-psp-{policy}"},
+        "subjects": [{"kind": "ServiceAccount", "name": account, "namespace": cluster.namespace}
+                     for account in ("dockyard", "default")],
+    }  # fmt: skip
+    utils.create_from_dict(cluster.api, binding, namespace=cluster.namespace)
+
+
+def test_the_printed_role_runs_an_engine_and_nothing_elsewhere(cluster, kubeconfig, tmp_path):
+    apply_printed_role(cluster, "privileged")
     limited = token_kubeconfig(cluster, kubeconfig, tmp_path)
     backend = KubeBackend(kube_cluster.connect(limited, cluster.namespace))
     made = backend.apply(KubeEngine(name="rbac-eng", namespace=cluster.namespace, image=IMAGE))
@@ -75,6 +92,26 @@ def test_the_printed_role_runs_an_engine_and_nothing_elsewhere(cluster, kubeconf
         kube_cluster.connect(limited, "default")
     assert "refused to list pods in namespace default" in str(refused.value)
     assert "dockyard kube rbac" in str(refused.value)
+
+
+def test_a_namespace_that_forbids_privileged_pods_is_named_and_left_clean(
+    cluster, kubeconfig, tmp_path
+):
+    apply_printed_role(cluster, "restricted")
+    limited = token_kubeconfig(cluster, kubeconfig, tmp_path)
+    backend = KubeBackend(kube_cluster.connect(limited, cluster.namespace))
+    with pytest.raises(DockyardError) as refused:
+        backend.apply(KubeEngine(name="psp-eng", namespace=cluster.namespace, image=IMAGE))
+    message = str(refused.value)
+    assert "the cluster's PodSecurityPolicy forbids the engine pod's privilege" in message
+    assert "Privileged containers are not allowed" in message
+    assert "use of a policy with privileged: true" in message
+    sel = "io.dockyard.managed=true"
+    for kind in ("pod", "service", "secret"):
+        items = getattr(cluster.core, f"list_namespaced_{kind}")(
+            cluster.namespace, label_selector=sel
+        ).items
+        assert [i.metadata.name for i in items if not i.metadata.deletion_timestamp] == []
 
 
 def test_a_claim_that_never_binds_fails_naming_it_and_leaves_nothing(cluster):
