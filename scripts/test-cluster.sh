@@ -255,21 +255,12 @@ spec:
   seLinux: {rule: RunAsAny}
   supplementalGroups: {rule: RunAsAny}
   fsGroup: {rule: RunAsAny}
----
-apiVersion: rbac.authorization.k8s.io/v1
-kind: ClusterRole
-metadata: {name: dockyard-test-psp-privileged}
-rules:
-- {apiGroups: [policy], resources: [podsecuritypolicies], verbs: [use],
-   resourceNames: [dockyard-test-privileged]}
----
-apiVersion: rbac.authorization.k8s.io/v1
-kind: ClusterRole
-metadata: {name: dockyard-test-psp-restricted}
-rules:
-- {apiGroups: [policy], resources: [podsecuritypolicies], verbs: [use],
-   resourceNames: [dockyard-test-restricted]}
 PSP
+  for policy in privileged restricted; do  # "use" of each, for a test to bind
+    kubectl create clusterrole "dockyard-test-psp-$policy" --verb=use \
+      --resource=podsecuritypolicies --resource-name="dockyard-test-$policy" \
+      --dry-run=client -o yaml | kubectl apply -f - >/dev/null
+  done
 }
 
 up() {

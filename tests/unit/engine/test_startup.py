@@ -183,20 +183,16 @@ def test_refusal_is_the_last_marked_line():
 
 
 @pytest.mark.parametrize("shell", SHELLS)
-def test_a_positive_oom_score_adj_is_lowered_so_jobs_die_first(shell, tmp_path):
+@pytest.mark.parametrize(
+    ("given", "left"),
+    [("990", "-500"), ("1", "-500"), ("0", "0"), ("-999", "-999")],
+    ids=["pod-qos", "positive", "zero", "negative"],
+)
+def test_a_positive_oom_score_adj_is_lowered_so_jobs_die_first(shell, tmp_path, given, left):
     tree = v1_tree(tmp_path)
-    (tree / "proc/self/oom_score_adj").write_text("990\n")
+    (tree / "proc/self/oom_score_adj").write_text(f"{given}\n")
     done = run(shell, tree)
     assert done.returncode == 0, done.stderr
-    assert (tree / "proc/self/oom_score_adj").read_text().strip() == "-500"
+    assert (tree / "proc/self/oom_score_adj").read_text().strip() == left
     status = startup.parse_status((tmp_path / startup.STATUS_PATH.lstrip("/")).read_text())
-    assert status["oom_score_adj"] == "-500"
-
-
-@pytest.mark.parametrize("shell", SHELLS)
-def test_a_zero_or_negative_oom_score_adj_is_left_alone(shell, tmp_path):
-    tree = v1_tree(tmp_path)
-    (tree / "proc/self/oom_score_adj").write_text("-999\n")
-    done = run(shell, tree)
-    assert done.returncode == 0, done.stderr
-    assert (tree / "proc/self/oom_score_adj").read_text().strip() == "-999"
+    assert status["oom_score_adj"] == left
