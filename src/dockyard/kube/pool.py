@@ -13,7 +13,7 @@ import base64
 import contextlib
 import shutil
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, cast
 
@@ -249,7 +249,7 @@ def plan_gc(
     or pool owns, older than ``grace``; never a standalone engine, nothing of a pool in
     ``others`` (another live serve's), only ``pool``'s when one is named."""
 
-    def ours(own: dict[str, str] | Any, created: float) -> bool:
+    def ours(own: Mapping[str, str], created: float) -> bool:
         belongs = own.get(inventory.POOL)
         return (
             belongs is not None
@@ -259,7 +259,7 @@ def plan_gc(
         )
 
     removals = []
-    engine_pool = {}
+    engine_pool: dict[str, str | None] = {}
     for pod in found.containers:
         name = pod.labels.get(labels.ENGINE, pod.name)
         engine_pool[name] = pod.labels.get(inventory.POOL)

@@ -19,6 +19,7 @@ from typing import Any
 from dockyard import creator, labels
 from dockyard.errors import DockyardError
 from dockyard.kube.cluster import Cluster, explain
+from dockyard.pool.service import ClaimLostError
 
 ROLE_SERVE = "serve"
 DURATION = 30  # seconds a Lease stays fresh without renewal (serve renews every 5 s)
@@ -131,14 +132,34 @@ class Leases:
                 except ApiException as exc:
                     if exc.status != 404:
                         raise
-                    self.api.create_namespaced_lease(self.ns, body)
+                    self._create(pool, body)
                     continue
+                # Never over another live serve that took the pool while this one stalled.
+                held = _held(current)
+                why = claim_verdict(held, me, stamp.timestamp(), creator.alive(held.holder))
+                if why:
+                    raise ClaimLostError(why, fix="stop one of the two serves")
                 body["metadata"]["resourceVersion"] = current.metadata.resource_version
-                if current.spec.holder_identity == me and current.spec.acquire_time:
+                if held.holder == me and current.spec.acquire_time:
                     body["spec"]["acquireTime"] = current.spec.acquire_time
                 self.api.replace_namespaced_lease(lease_name(pool), self.ns, body)
+            except DockyardError:
+                raise
             except Exception as exc:
                 raise explain(exc, self.cluster, "update leases (coordination.k8s.io)") from exc
+
+    def _create(self, pool: str, body: dict[str, Any]) -> None:
+        from kubernetes.client.exceptions import ApiException
+
+        try:
+            self.api.create_namespaced_lease(self.ns, body)
+        except ApiException as exc:
+            if exc.status == 409:  # two serves of one pool starting at once: one wins
+                raise DockyardError(
+                    f"pool {pool} was claimed by another serve a moment ago",
+                    fix="stop that serve, or serve another pool",
+                ) from exc
+            raise
 
     def drop(self, name: str) -> None:
         from kubernetes.client.exceptions import ApiException

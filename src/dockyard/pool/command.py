@@ -87,6 +87,7 @@ def serve(
         threading.Thread(target=server.shutdown, daemon=True).start()
 
     signal.signal(signal.SIGTERM, stop)
+    svc.on_lost = stop
     try:
         server.serve_forever()
     except KeyboardInterrupt:
@@ -94,6 +95,12 @@ def serve(
     finally:
         server.server_close()
         svc.stop()
+    if svc.lost:
+        ui.run(lambda: _raise_lost(svc.lost or ""))
+
+
+def _raise_lost(why: str) -> None:
+    raise DockyardError(f"serve stopped: {why}", fix="run one serve per pool")
 
 
 def _service(

@@ -38,6 +38,10 @@ log = logging.getLogger("dockyard.pool")
 Clock = Callable[[], float]
 
 
+class ClaimLostError(DockyardError):
+    """Another serve took this serve's pool (it stalled past its claim): it must stop."""
+
+
 class PoolError(DockyardError):
     """A refused request, with the HTTP status that says why."""
 
@@ -119,6 +123,9 @@ class PoolService:
         """Removals that failed (a released engine still running, its marker still there):
         retried by the reaper, so a released certificate does not keep opening an engine."""
         self._retries_lock = threading.Lock()
+        self.lost: str | None = None
+        """Why this service stopped serving: another serve took its pools."""
+        self.on_lost: Callable[[str], None] = lambda _why: None
 
     # lifecycle
 
@@ -408,6 +415,13 @@ class PoolService:
         while not self._stop.wait(self.reap_every):
             try:
                 self._heartbeat()
+            except ClaimLostError as exc:
+                log.error("stopping: %s", exc)
+                self.lost = str(exc)
+                self._stop.set()
+                self.on_lost(self.lost)
+                return
+            try:
                 self.reap()
                 if self.clock() - last_gc >= self.gc_every:
                     last_gc = self.clock()

@@ -6,6 +6,7 @@ and, once that serve is killed, leaves nothing labelled in the namespace."""
 from __future__ import annotations
 
 import json
+import signal
 import subprocess
 import sys
 import time
@@ -130,3 +131,49 @@ def test_one_serve_per_pool_and_a_standalone_gc_after_it_is_killed(kubeconfig, c
         assert left == [], f"{kind}: {left}"
     leases = serving.Leases(cluster).held()
     assert leases == []
+
+
+def test_a_serve_that_stalled_past_its_lease_stops_rather_than_take_the_pool_back(
+    kubeconfig, cluster, tmp_path
+):
+    config = tmp_path / "pools.yaml"
+    config.write_text("pools:\n  - name: kst\n    image: dockyard/engine:0.1\n    warm: 0\n")
+    where = ["--backend", "kubernetes", "--kubeconfig", kubeconfig, "--namespace",
+             cluster.namespace, "--config", str(config)]  # fmt: skip
+    leases = serving.Leases(cluster)
+    started = []
+
+    def serve(n):
+        log = (tmp_path / f"serve-{n}.log").open("w")
+        command = [sys.executable, "-c", APP, "serve", *where,
+                   "--listen", f"unix://{tmp_path}/serve-{n}.sock"]  # fmt: skip
+        started.append(subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT))
+        api = client.Client(f"unix://{tmp_path}/serve-{n}.sock", timeout=30)
+        deadline = time.monotonic() + 60
+        while not _answers(api):
+            assert started[-1].poll() is None, (tmp_path / f"serve-{n}.log").read_text()
+            assert time.monotonic() < deadline, "serve never answered"
+            time.sleep(0.3)
+        return started[-1]
+
+    try:
+        first = serve(0)
+        first.send_signal(signal.SIGSTOP)  # stalls: alive, but renews nothing
+        deadline = time.monotonic() + serving.DURATION + 20
+        while any(h.fresh(time.time()) for h in leases.held()):
+            assert time.monotonic() < deadline, "the stalled serve's Lease never went stale"
+            time.sleep(1)
+        second = serve(1)
+        (taken,) = leases.held()
+        first.send_signal(signal.SIGCONT)
+        assert first.wait(timeout=30) == 1
+        said = (tmp_path / "serve-0.log").read_text()
+        assert "serve stopped: pool kst is served by" in said, said
+        assert second.poll() is None
+        assert [h.holder for h in leases.held()] == [taken.holder]
+    finally:
+        for process in started:
+            if process.poll() is None:
+                process.send_signal(signal.SIGCONT)
+                process.terminate()
+                process.wait(timeout=30)
