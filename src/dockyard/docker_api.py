@@ -101,6 +101,24 @@ def shared() -> DockerClient:
     return connect()
 
 
+def remove_network(client: DockerClient, ident: str, settle: float = 10.0) -> None:
+    """Remove a network whose containers were just removed. The daemon releases a removed
+    container's endpoint a moment after it answers (seen on a nested engine under load:
+    "has active endpoints", then gone), so that refusal is retried for ``settle`` seconds;
+    a network that still has endpoints after that is refused as the daemon said."""
+    import time
+
+    deadline = time.monotonic() + settle
+    while True:
+        try:
+            client.api.remove_network(ident)
+            return
+        except APIError as exc:
+            if "active endpoints" not in str(exc) or time.monotonic() >= deadline:
+                raise
+        time.sleep(0.25)
+
+
 def _short(exc: BaseException) -> str:
     text = str(exc).strip().splitlines()
     return text[-1] if text else type(exc).__name__

@@ -299,7 +299,7 @@ def rm(
     for net in client.api.networks(
         filters={"label": labels.selector(labels.ROLE_NETWORK, engine=name)}
     ):
-        if _quietly(client.api.remove_network, net["Id"]):
+        if _quietly(docker_api.remove_network, client, net["Id"]):
             removed.append(f"network {net['Name']}")
     if volumes:
         try:

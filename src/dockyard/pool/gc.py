@@ -431,6 +431,6 @@ def _remove(client: docker_api.DockerClient, removal: Removal, certs: Path) -> N
             case "volume":
                 api.remove_volume(removal.ident, force=True)
             case "network":
-                api.remove_network(removal.ident)
+                docker_api.remove_network(client, removal.ident)
             case "certs":
                 shutil.rmtree(certs / removal.ident, ignore_errors=True)

@@ -208,7 +208,7 @@ def _undo(client: docker_api.DockerClient, stack: str, item: Desired) -> None:
     try:
         if item.kind == "network":
             mirror.detach(client, item.name)  # joined to it by this run, before the engine
-            client.api.remove_network(item.name)
+            docker_api.remove_network(client, item.name)
         elif item.kind == "volume":
             client.api.remove_volume(item.name, force=True)
         elif item.kind == "guard":
@@ -382,7 +382,7 @@ def down(
     removed += guarded_leftovers(stack, volumes=volumes, client=client)
     for network in client.api.networks(filters=selector):
         mirror.detach(client, network["Name"])  # the host's cache stays, for others
-        client.api.remove_network(network["Id"])
+        docker_api.remove_network(client, network["Id"])
         removed.append(f"network {network['Name']}")
     if volumes:
         stack_guard.remove(stack)
@@ -406,7 +406,7 @@ def guarded_leftovers(stack: str, *, volumes: bool, client: docker_api.DockerCli
         removed.append(f"container {container['Names'][0].lstrip('/')} (made by the CI)")
     for network in client.api.networks(filters=selector):
         with contextlib.suppress(docker_api.NotFound):
-            client.api.remove_network(network["Id"])
+            docker_api.remove_network(client, network["Id"])
         removed.append(f"network {network['Name']} (made by the CI)")
     if not volumes:
         return removed

@@ -13,7 +13,7 @@ from types import SimpleNamespace
 import docker.errors
 import pytest
 
-from dockyard import labels, pki
+from dockyard import docker_api, labels, pki
 from dockyard.engine import client as engine_client
 from dockyard.images import builder, recipes
 from dockyard.mirror import service as mirror
@@ -47,7 +47,7 @@ def purge(client, pool):
     for volume in client.api.volumes(filters=selector).get("Volumes") or []:
         client.api.remove_volume(volume["Name"], force=True)
     for network in client.api.networks(filters=selector):
-        client.api.remove_network(network["Id"])
+        docker_api.remove_network(client, network["Id"])
 
 
 @pytest.fixture
