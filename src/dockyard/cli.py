@@ -231,13 +231,15 @@ def engine_ls(
     from dockyard.engine import service
 
     if backend == "kubernetes":
+        from dockyard.pool import inventory
+
         pods = _run(lambda: kube_command.backend(kubeconfig, namespace).pods())
         if as_json:
             _print_json([p.as_dict() for p in pods])
             return
         table = Table("NAME", "STATE", "ENDPOINT", "PRIVILEGE", "CACHE", "POOL", "IMAGE")
         for p in pods:
-            pool = p.labels.get("io.dockyard.pool", "")
+            pool = p.labels.get(inventory.POOL, "")
             table.add_row(p.name, p.state, p.endpoint, p.privilege, p.cache_claim, pool, p.image)
         out.print(table)
         return

@@ -18,6 +18,7 @@ import io
 import logging
 import os
 import tarfile
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -106,8 +107,6 @@ def remove_network(client: DockerClient, ident: str, settle: float = 10.0) -> No
     container's endpoint a moment after it answers (seen on a nested engine under load:
     "has active endpoints", then gone), so that refusal is retried for ``settle`` seconds;
     a network that still has endpoints after that is refused as the daemon said."""
-    import time
-
     deadline = time.monotonic() + settle
     while True:
         try:

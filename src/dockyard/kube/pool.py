@@ -12,7 +12,6 @@ from __future__ import annotations
 import base64
 import contextlib
 import shutil
-import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, cast
@@ -192,7 +191,7 @@ class KubePoolService(PoolService):
     # who else serves: coordination Leases in the namespace (dockyard.kube.serving)
 
     def _claim(self) -> None:
-        self._serving.claim(sorted(self.configs), self._holder)
+        self._serving.renew(sorted(self.configs), self._holder)
 
     def _unclaim(self) -> None:
         with contextlib.suppress(DockyardError):
@@ -203,7 +202,7 @@ class KubePoolService(PoolService):
 
     def _served_elsewhere(self, pools: set[str]) -> set[str]:
         found = self._serving.held()
-        return set(serving.others(found, self._holder, time.time())) & pools
+        return set(serving.others(found, self._holder, self.clock())) & pools
 
     def gc(self, *, dry_run: bool = False) -> list[Removal]:
         """Remove, in this namespace only, what no lease or pool of this service owns, and

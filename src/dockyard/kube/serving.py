@@ -19,11 +19,11 @@ from typing import Any
 from dockyard import creator, labels
 from dockyard.errors import DockyardError
 from dockyard.kube.cluster import Cluster, explain
+from dockyard.pool.inventory import POOL
 from dockyard.pool.service import ClaimLostError
 
 ROLE_SERVE = "serve"
 DURATION = 30  # seconds a Lease stays fresh without renewal (serve renews every 5 s)
-POOL = labels.PREFIX + "pool"
 
 
 def lease_name(pool: str) -> str:
@@ -108,22 +108,12 @@ class Leases:
             raise explain(exc, self.cluster, "list leases (coordination.k8s.io)") from exc
         return [_held(item) for item in items]
 
-    def claim(self, pools: list[str], me: str) -> None:
-        """Take every pool's Lease, or refuse naming the serve that holds one."""
-        found = {h.pool: h for h in self.held()}
-        now = datetime.now(UTC)
-        for pool in pools:
-            held = found.get(pool)
-            alive = creator.alive(held.holder) if held else None
-            why = claim_verdict(held, me, now.timestamp(), alive)
-            if why:
-                raise DockyardError(why, fix="stop that serve, or serve another pool")
-        self.renew(pools, me, now)
-
-    def renew(self, pools: list[str], me: str, now: datetime | None = None) -> None:
+    def renew(self, pools: list[str], me: str) -> None:
+        """Take or renew every pool's Lease; ClaimLostError naming the other serve where one
+        holds it live (at start: refused; later: this serve stalled and lost it)."""
         from kubernetes.client.exceptions import ApiException
 
-        stamp = now or datetime.now(UTC)
+        stamp = datetime.now(UTC)
         for pool in pools:
             body = manifest(pool, self.ns, me, stamp)
             try:
@@ -134,11 +124,11 @@ class Leases:
                         raise
                     self._create(pool, body)
                     continue
-                # Never over another live serve that took the pool while this one stalled.
+                # Never over another live serve.
                 held = _held(current)
                 why = claim_verdict(held, me, stamp.timestamp(), creator.alive(held.holder))
                 if why:
-                    raise ClaimLostError(why, fix="stop one of the two serves")
+                    raise ClaimLostError(why, fix="stop that serve, or serve another pool")
                 body["metadata"]["resourceVersion"] = current.metadata.resource_version
                 if held.holder == me and current.spec.acquire_time:
                     body["spec"]["acquireTime"] = current.spec.acquire_time

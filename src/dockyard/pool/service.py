@@ -39,7 +39,8 @@ Clock = Callable[[], float]
 
 
 class ClaimLostError(DockyardError):
-    """Another serve took this serve's pool (it stalled past its claim): it must stop."""
+    """Another live serve holds this serve's pool: refused at start, or this serve stalled past
+    its claim and must stop."""
 
 
 class PoolError(DockyardError):
